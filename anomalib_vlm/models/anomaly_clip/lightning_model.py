@@ -1,0 +1,332 @@
+# Copyright (C) 2026 anomalib-vlm authors
+# SPDX-License-Identifier: Apache-2.0
+
+"""AnomalyCLIP: object-agnostic prompt learning for zero-shot anomaly detection (Zhou et al., ICLR 2024).
+
+Two learnable prompts, one for normality (``[V1 ... V12] object.``) and one for abnormality
+(``[W1 ... W12] damaged object.``), are trained once on an auxiliary dataset with masks against a frozen CLIP
+whose last vision blocks use DPAM (V-V attention) for local patch features. The trained prompts then detect and
+segment anomalies on categories never seen in training.
+
+How it fits anomalib's learning types:
+    anomalib's ``Engine.fit`` only validates models whose learning type is zero- or few-shot. AnomalyClip needs
+    one training phase, so it reports :attr:`~anomalib.LearningType.ONE_CLASS` while its prompts are untrained
+    (``Engine.fit`` / ``anomalib train`` then run Lightning's fit loop on the auxiliary data) and
+    :attr:`~anomalib.LearningType.ZERO_SHOT` as soon as they hold trained values, after fitting or when loaded
+    from a checkpoint. From then on ``Engine.test`` / ``Engine.predict`` on a new category only calibrate the
+    thresholds on that category's validation split, as for WinClip.
+
+Example:
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_vlm.models import AnomalyClip
+    >>> model = AnomalyClip(backbone="anomalib-vlm-tiny", pretrained=None, image_size=128)
+    >>> model.learning_type
+    <LearningType.ONE_CLASS: 'one_class'>
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
+from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Score
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import nn
+from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Resize
+
+from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD, backbone_fingerprint
+from anomalib_vlm.errors import CheckpointMismatchError
+
+from .loss import AnomalyClipLoss
+from .torch_model import AnomalyClipModel, ImageScore
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT_KEY = "anomalib_vlm_backbone"
+_FROZEN_PREFIX = "model.clip."
+
+
+class AnomalyClip(AnomalibModule):
+    """AnomalyCLIP as an anomalib model.
+
+    Args:
+        backbone (str): open_clip model name. Defaults to ``"ViT-L-14-336"``.
+        pretrained (str | None): open_clip pretrained tag, a local checkpoint file, or ``None`` for seeded random
+            weights. Defaults to ``"openai"``.
+        image_size (int): side of the square model input. Defaults to ``518``.
+        feature_layers (Sequence[int]): 1-indexed vision blocks whose patch tokens make the maps. Defaults to
+            ``(24,)``, the published behaviour; ``(6, 12, 18, 24)`` uses true multi-level features.
+        pixel_loss_weight (float): weight of the focal + dice terms. Defaults to ``4.0``.
+        dpam_layers (int): final vision blocks with DPAM surgery; ``0`` disables it. Defaults to ``19``.
+        prompt_context_length (int): learnable context words per prompt. Defaults to ``12``.
+        prompt_depth (int): text blocks with learnable (deep) prompts. Defaults to ``9``.
+        prompt_deep_length (int): tokens per deep prompt. Defaults to ``4``.
+        temperature (float): similarity temperature. Defaults to ``0.07``.
+        sigma (float): Gaussian smoothing of the anomaly map at inference; ``0`` disables it. Defaults to ``4.0``.
+        image_score (str): ``"global"`` (paper), ``"map_max"`` or ``"global_plus_map_max"``.
+            Defaults to ``"global"``.
+        global_ln_post (bool): apply ``ln_post`` to the global token. Defaults to ``False`` (official code).
+        learning_rate (float): Adam learning rate. Defaults to ``1e-3``.
+        betas (tuple[float, float]): Adam betas. Defaults to ``(0.5, 0.999)``.
+        epochs (int): training epochs on the auxiliary data (passed to the trainer as ``max_epochs``).
+            Defaults to ``15``.
+        synthetic_anomaly_probability (float): probability that a *normal* training image gets a synthetic
+            Perlin-noise anomaly (anomalib's ``PerlinAnomalyGenerator``) and its mask, so normal-only data can
+            train the prompts. Defaults to ``0.0`` (off).
+        cache_dir (str | None): open_clip weight cache folder. Defaults to open_clip's own.
+        pre_processor (PreProcessor | bool): pre-processor or flag. Defaults to ``True`` (bicubic resize to
+            ``image_size`` and CLIP normalisation).
+        post_processor (PostProcessor | bool): post-processor or flag. Defaults to ``True``.
+        evaluator (Evaluator | bool): evaluator or flag. Defaults to ``True`` (image AUROC/AUPR/F1, pixel
+            AUROC/AUPRO/F1).
+        visualizer (Visualizer | bool): visualizer or flag. Defaults to ``True``.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "ViT-L-14-336",
+        pretrained: str | None = "openai",
+        image_size: int = 518,
+        feature_layers: Sequence[int] = (24,),
+        pixel_loss_weight: float = 4.0,
+        dpam_layers: int = 19,
+        prompt_context_length: int = 12,
+        prompt_depth: int = 9,
+        prompt_deep_length: int = 4,
+        temperature: float = 0.07,
+        sigma: float = 4.0,
+        image_score: str = "global",
+        global_ln_post: bool = False,
+        learning_rate: float = 1e-3,
+        betas: tuple[float, float] = (0.5, 0.999),
+        epochs: int = 15,
+        synthetic_anomaly_probability: float = 0.0,
+        cache_dir: str | None = None,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: PostProcessor | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        image_score = ImageScore(image_score).value  # plain string in the saved hyper-parameters
+        feature_layers = [int(layer) for layer in feature_layers]
+        if not 0.0 <= synthetic_anomaly_probability <= 1.0:
+            msg = f"synthetic_anomaly_probability must be in [0, 1], got {synthetic_anomaly_probability}"
+            raise ValueError(msg)
+        if epochs < 1:
+            msg = f"epochs must be >= 1, got {epochs}"
+            raise ValueError(msg)
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor((image_size, image_size))
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.model = AnomalyClipModel(
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=image_size,
+            feature_layers=feature_layers,
+            dpam_layers=dpam_layers,
+            prompt_context_length=prompt_context_length,
+            prompt_depth=prompt_depth,
+            prompt_deep_length=prompt_deep_length,
+            temperature=temperature,
+            sigma=sigma,
+            image_score=image_score,
+            global_ln_post=global_ln_post,
+            cache_dir=cache_dir,
+        )
+        self.loss = AnomalyClipLoss(pixel_loss_weight=pixel_loss_weight)
+        self.synthetic_anomalies = (
+            PerlinAnomalyGenerator(probability=synthetic_anomaly_probability, blend_factor=(0.5, 1.0))
+            if synthetic_anomaly_probability > 0
+            else None
+        )
+
+    # ------------------------------------------------------------------ anomalib configuration
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Bicubic resize to the model input size and CLIP normalisation (as the official code).
+
+        Args:
+            image_size (tuple[int, int] | None): model input size. Defaults to ``(518, 518)``.
+        """
+        transform = Compose([
+            Resize(image_size or (518, 518), antialias=True, interpolation=InterpolationMode.BICUBIC),
+            Normalize(mean=CLIP_MEAN, std=CLIP_STD),
+        ])
+        return PreProcessor(transform=transform)
+
+    @staticmethod
+    def configure_post_processor() -> PostProcessor:
+        """anomalib's default post-processor: adaptive thresholds and min-max normalisation from validation."""
+        return PostProcessor()
+
+    @staticmethod
+    def configure_evaluator() -> Evaluator:
+        """The paper's metrics: image AUROC and AP (AUPR), pixel AUROC and AUPRO, plus F1 at the threshold."""
+        test_metrics = [
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUPR(fields=["pred_score", "gt_label"], prefix="image_"),
+            F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
+        ]
+        return Evaluator(test_metrics=test_metrics)
+
+    @classmethod
+    def checkpoint_safe_globals(cls) -> Sequence[Any]:
+        """Types in the hyper-parameters that ``torch.load(weights_only=True)`` must accept."""
+        return (ImageScore,)
+
+    @property
+    def learning_type(self) -> LearningType:
+        """``ONE_CLASS`` while the prompts need training (so ``Engine.fit`` fits), ``ZERO_SHOT`` once trained."""
+        return LearningType.ZERO_SHOT if bool(self.model.prompts_trained) else LearningType.ONE_CLASS
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """Training runs ``epochs`` epochs and validates once at the end (thresholds); a trained model needs nothing.
+
+        There are no validation metrics to watch during training, so validating every epoch would only double
+        the cost.
+        """
+        if bool(self.model.prompts_trained):
+            return {}
+        epochs = self.hparams.epochs
+        return {"max_epochs": epochs, "check_val_every_n_epoch": epochs, "num_sanity_val_steps": 0}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam over the prompts only; the CLIP backbone stays frozen."""
+        return torch.optim.Adam(
+            self.model.object_agnostic_prompts.parameters(),
+            lr=self.hparams.learning_rate,
+            betas=tuple(self.hparams.betas),
+        )
+
+    # ------------------------------------------------------------------ steps
+    def _add_synthetic_anomalies(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Paste Perlin anomalies into normal images (in pixel space) and derive their masks and labels."""
+        images, labels, masks = batch.image, batch.gt_label, batch.gt_mask
+        if self.synthetic_anomalies is None:
+            return images, labels, masks
+        mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(CLIP_STD, device=images.device).view(1, -1, 1, 1)
+        normal = labels == 0
+        if not normal.any():
+            return images, labels, masks
+        pixels = (images[normal] * std + mean).clamp(0, 1)
+        augmented, new_masks = self.synthetic_anomalies(pixels)
+        images = images.clone()
+        images[normal] = (augmented - mean) / std
+        masks = torch.zeros(images.shape[0], *images.shape[-2:], device=images.device) if masks is None else masks
+        masks = masks.clone().float()
+        masks[normal] = new_masks[:, 0].float()
+        labels = labels.clone().long()
+        labels[normal] = (new_masks.flatten(1).amax(1) > 0).long()
+        return images, labels, masks
+
+    def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """One prompt update on an anomalib ``ImageBatch`` (``image``, ``gt_label`` and, if present, ``gt_mask``)."""
+        del args, kwargs  # These variables are not used.
+        if batch.gt_label is None:
+            msg = "AnomalyClip trains on labelled images: the training batch has no gt_label."
+            raise ValueError(msg)
+        images, labels, masks = self._add_synthetic_anomalies(batch)
+        outputs = self.model(images)
+        losses = self.loss(outputs.image_logits, outputs.layer_probabilities, labels, masks)
+        self.log_dict({f"train_{name}": value for name, value in losses.items()}, prog_bar=True, batch_size=len(labels))
+        return losses["loss"]
+
+    def on_train_batch_end(self, outputs: STEP_OUTPUT, batch: Batch, batch_idx: int) -> None:
+        """After the first optimiser step the prompts count as trained (see :attr:`learning_type`)."""
+        del outputs, batch, batch_idx  # These variables are not used.
+        self.model.prompts_trained.fill_(True)
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Score a validation batch (collects thresholds and normalisation statistics)."""
+        del args, kwargs  # These variables are not used.
+        predictions = self.model(batch.image)
+        return batch.update(**predictions._asdict())
+
+    # ------------------------------------------------------------------ export
+    def to_onnx(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Export to ONNX (used by ``to_openvino`` too) at opset 18 unless told otherwise.
+
+        The dynamo exporter emits opset 18 anyway; asking for anomalib's default 14 only adds a failed
+        down-conversion and its traceback to the log.
+        """
+        kwargs.setdefault("opset_version", 18)
+        return super().to_onnx(export_root, model_file_name=model_file_name, input_size=input_size, **kwargs)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _backbone_identity(self) -> dict[str, Any]:
+        return {
+            "backbone": self.hparams.backbone,
+            "pretrained": None if self.hparams.pretrained is None else str(self.hparams.pretrained),
+            "fingerprint": backbone_fingerprint(self.model.clip),
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only what was learned: drop the frozen CLIP weights, record which backbone they belong to."""
+        state_dict = checkpoint["state_dict"]
+        for key in [key for key in state_dict if key.startswith(_FROZEN_PREFIX)]:
+            del state_dict[key]
+        checkpoint[_CHECKPOINT_KEY] = self._backbone_identity()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Check the checkpoint's backbone, then complete its state with this model's frozen CLIP weights.
+
+        Raises:
+            CheckpointMismatchError: the checkpoint was trained on another backbone or prompt layout.
+        """
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get(_CHECKPOINT_KEY)
+        current = self._backbone_identity()
+        if saved is not None:
+            same_weights = abs(saved["fingerprint"] - current["fingerprint"]) <= 1e-6 * max(1.0, abs(current["fingerprint"]))
+            if saved["backbone"] != current["backbone"] or not same_weights:
+                msg = (
+                    f"This AnomalyClip checkpoint holds prompts trained for backbone '{saved['backbone']}' "
+                    f"(pretrained={saved['pretrained']!r}), but the model was built with '{current['backbone']}' "
+                    f"(pretrained={current['pretrained']!r}). Build the model with the checkpoint's backbone, "
+                    "e.g. AnomalyClip.load_from_checkpoint(path) without overriding backbone/pretrained."
+                )
+                raise CheckpointMismatchError(msg)
+        state_dict = checkpoint["state_dict"]
+        own_state = self.state_dict()
+        for key, value in state_dict.items():
+            if key in own_state and own_state[key].shape != value.shape:
+                msg = (
+                    f"Checkpoint tensor '{key}' has shape {list(value.shape)} but this model expects "
+                    f"{list(own_state[key].shape)}: build the model with the checkpoint's prompt settings."
+                )
+                raise CheckpointMismatchError(msg)
+        for key, value in own_state.items():
+            if key.startswith(_FROZEN_PREFIX):
+                state_dict.setdefault(key, value)
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:  # noqa: ANN401
+        """Load a state dict, then refresh the cached text features from the loaded prompts."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.model.refresh_text_features()
+        return result
