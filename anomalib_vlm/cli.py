@@ -8,7 +8,8 @@ because the models are imported, hence registered, before anomalib's CLI parses 
 
 * ``anomalib-vlm demo``: the end-to-end demo on synthetic data (see :mod:`anomalib_vlm.demo`);
 * ``anomalib-vlm cross-dataset``: train on one dataset, test every category of another
-  (see :mod:`anomalib_vlm.cross_dataset`).
+  (see :mod:`anomalib_vlm.cross_dataset`);
+* ``anomalib-vlm synthetic-data``: write the synthetic categories (see :mod:`anomalib_vlm.data.synthetic`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from anomalib_vlm.errors import AnomalibVlmError
 OWN_COMMANDS = {
     "demo": "anomalib_vlm.demo",
     "cross-dataset": "anomalib_vlm.cross_dataset",
+    "synthetic-data": "anomalib_vlm.data.synthetic",
 }
 
 
@@ -34,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in OWN_COMMANDS:
         try:
             return importlib.import_module(OWN_COMMANDS[args[0]]).main(args[1:])
-        except (AnomalibVlmError, FileNotFoundError) as error:
+        except (AnomalibVlmError, FileNotFoundError, ValueError) as error:
             print(f"anomalib-vlm {args[0]}: error: {error}", file=sys.stderr)  # noqa: T201
             return 2
     if args and args[0] in {"-h", "--help"}:

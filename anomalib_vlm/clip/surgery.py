@@ -71,7 +71,8 @@ class DualPathVisionEncoder(nn.Module):
     """Dense features from an open_clip ViT, with optional DPAM surgery on its last blocks.
 
     Args:
-        visual (nn.Module): an open_clip ``VisionTransformer`` (``clip.visual``); its weights are shared, not copied.
+        visual (nn.Module): an open_clip ``VisionTransformer`` (``clip.visual``); its weights are shared, not copied,
+            and it is not registered as a sub-module: the owner of the CLIP model keeps it (and its device).
         image_size (int | tuple[int, int]): input size the model will see; the positional embedding is resized to it.
         feature_layers (Sequence[int]): 1-indexed blocks whose patch tokens are returned (``24`` is the last block
             of ViT-L). Blocks inside the DPAM range return surgery-stream tokens, the others original tokens.
@@ -99,7 +100,9 @@ class DualPathVisionEncoder(nn.Module):
         if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
             msg = "Only class-token CLIP ViTs are supported (no attentional or average pooling)."
             raise ValueError(msg)
-        self.visual = visual
+        # A view onto a CLIP its owner holds (and moves between devices): not registered here, so the frozen
+        # weights appear once in the owner's state dict, under the CLIP model's own name.
+        self._visual = [visual]
         self.depth = len(visual.transformer.resblocks)
         self.feature_layers = tuple(int(layer) for layer in feature_layers)
         if not self.feature_layers or any(not 1 <= layer <= self.depth for layer in self.feature_layers):
@@ -126,6 +129,11 @@ class DualPathVisionEncoder(nn.Module):
             ).clone(),
             persistent=False,
         )
+
+    @property
+    def visual(self) -> nn.Module:
+        """The open_clip vision tower whose weights are used."""
+        return self._visual[0]
 
     @staticmethod
     def _attention(block: nn.Module, x: torch.Tensor, with_vv: bool) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -139,16 +139,36 @@ class AuxiliaryData(AnomalibDataModule):
             raise FileNotFoundError(msg)
         return categories
 
+    def _check_masks(self, category: str) -> None:
+        """Anomalous test images need masks to train the pixel loss; say which folder is missing."""
+        category_dir = category_folder(self.source, self.root) / category
+        defects = [path.name for path in (category_dir / "test").glob("*") if path.is_dir() and path.name != "good"]
+        missing = [defect for defect in defects if not (category_dir / "ground_truth" / defect).is_dir()]
+        if missing:
+            msg = (
+                f"Category '{category}' has anomalous test images but no mask folder "
+                f"{category_dir / 'ground_truth' / missing[0]} (missing for: {', '.join(sorted(missing))}). "
+                "Add masks (same file stem, e.g. 000_mask.png) or train on those images through "
+                "Engine.fit(train_dataloaders=...), where samples without masks train the image-level prompts only."
+            )
+            raise FileNotFoundError(msg)
+
     def _setup(self, _stage: str | None = None) -> None:
         pooled = None
         for category in self.resolved_categories():
+            if self.split == "test":
+                self._check_masks(category)
+            folder = category_folder(self.source, self.root).resolve() / category
             datamodule = self.source(root=self.root, category=category, num_workers=0)
-            datamodule._setup()  # noqa: SLF001 - only the datasets are needed, never a download
+            try:
+                datamodule._setup()  # noqa: SLF001 - only the datasets are needed, never a download
+            except (RuntimeError, ValueError) as error:  # anomalib's own, e.g. "Found 0 images in ..."
+                msg = f"Category '{category}' of {self.source.__name__} could not be read from {folder}: {error}"
+                raise FileNotFoundError(msg) from None
             dataset = datamodule.train_data if self.split == "train" else datamodule.test_data
             if len(dataset) == 0:
                 msg = (
-                    f"Category '{category}' of {self.source.__name__} has no {self.split} images under "
-                    f"{category_folder(self.source, self.root).resolve() / category}"
+                    f"Category '{category}' of {self.source.__name__} has no {self.split} images under {folder}"
                 )
                 raise FileNotFoundError(msg)
             pooled = dataset if pooled is None else pooled + dataset

@@ -865,3 +865,25 @@ def generate_synthetic_dataset(
             continue
         _write_category(root / category, category, settings)
     return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``anomalib-vlm synthetic-data``: write the synthetic categories to a folder."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="anomalib-vlm synthetic-data", description=main.__doc__)
+    parser.add_argument("--root", type=Path, default=Path("datasets/synthetic"))
+    parser.add_argument("--categories", nargs="+", choices=CATEGORIES, default=None)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    root = generate_synthetic_dataset(
+        args.root,
+        categories=args.categories,
+        image_size=args.image_size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"synthetic categories in MVTec AD layout under {root.resolve()}")  # noqa: T201
+    return 0

@@ -56,6 +56,15 @@ _CHECKPOINT_KEY = "anomalib_vlm_backbone"
 _FROZEN_PREFIX = "model.clip."
 
 
+def _mismatch_message(saved: dict[str, Any], backbone: str, pretrained: str | None) -> str:
+    return (
+        f"This AnomalyClip checkpoint holds prompts trained for backbone '{saved['backbone']}' "
+        f"(pretrained={saved['pretrained']!r}), but the model uses '{backbone}' (pretrained={pretrained!r}). "
+        "Build the model with the checkpoint's backbone, e.g. AnomalyClip.load_from_checkpoint(path) without "
+        "overriding backbone/pretrained."
+    )
+
+
 class AnomalyClip(AnomalibModule):
     """AnomalyCLIP as an anomalib model.
 
@@ -286,6 +295,24 @@ class AnomalyClip(AnomalibModule):
             "fingerprint": backbone_fingerprint(self.model.clip),
         }
 
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        *args: Any,
+        **kwargs: Any,
+    ) -> AnomalyClip:
+        """Load a checkpoint; a ``backbone`` override that differs from the checkpoint's fails before any loading.
+
+        Raises:
+            CheckpointMismatchError: the checkpoint's prompts belong to another backbone.
+        """
+        if "backbone" in kwargs:
+            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False).get(_CHECKPOINT_KEY)
+            if saved is not None and saved["backbone"] != kwargs["backbone"]:
+                raise CheckpointMismatchError(_mismatch_message(saved, kwargs["backbone"], kwargs.get("pretrained")))
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only what was learned: drop the frozen CLIP weights, record which backbone they belong to."""
         state_dict = checkpoint["state_dict"]
@@ -305,13 +332,7 @@ class AnomalyClip(AnomalibModule):
         if saved is not None:
             same_weights = abs(saved["fingerprint"] - current["fingerprint"]) <= 1e-6 * max(1.0, abs(current["fingerprint"]))
             if saved["backbone"] != current["backbone"] or not same_weights:
-                msg = (
-                    f"This AnomalyClip checkpoint holds prompts trained for backbone '{saved['backbone']}' "
-                    f"(pretrained={saved['pretrained']!r}), but the model was built with '{current['backbone']}' "
-                    f"(pretrained={current['pretrained']!r}). Build the model with the checkpoint's backbone, "
-                    "e.g. AnomalyClip.load_from_checkpoint(path) without overriding backbone/pretrained."
-                )
-                raise CheckpointMismatchError(msg)
+                raise CheckpointMismatchError(_mismatch_message(saved, current["backbone"], current["pretrained"]))
         state_dict = checkpoint["state_dict"]
         own_state = self.state_dict()
         for key, value in state_dict.items():

@@ -1,0 +1,218 @@
+# Copyright (C) 2026 anomalib-vlm authors
+# SPDX-License-Identifier: Apache-2.0
+
+"""AnomalyClip inside anomalib: it learns, transfers zero-shot, checkpoints, and rejects bad input clearly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from anomalib import LearningType
+from anomalib.data import MVTecAD
+from anomalib.models import get_model, list_models
+from torch.utils.data import DataLoader
+
+from anomalib_vlm.data import AuxiliaryData
+from anomalib_vlm.errors import CheckpointMismatchError
+from anomalib_vlm.models import AnomalyClip
+
+from tests.conftest import TRAIN_CATEGORIES, UNSEEN_CATEGORY, TrainedRun, make_engine, make_model, unseen_datamodule
+
+pytestmark = pytest.mark.slow
+
+
+def test_importing_the_package_registers_the_model_with_anomalib() -> None:
+    assert "anomaly_clip" in list_models()
+    model = get_model("anomaly_clip", backbone="anomalib-vlm-tiny", pretrained=None, image_size=64)
+    assert isinstance(model, AnomalyClip)
+    assert model.learning_type == LearningType.ONE_CLASS  # untrained: Engine.fit must fit it
+
+
+def test_paper_defaults() -> None:
+    """Defaults are the paper's; only the backbone is swapped so no weights are needed."""
+    model = AnomalyClip(backbone="anomalib-vlm-tiny", pretrained=None)
+    hparams = model.hparams
+    assert (hparams.image_size, list(hparams.feature_layers), hparams.pixel_loss_weight) == (518, [24], 4.0)
+    assert (hparams.dpam_layers, hparams.prompt_context_length, hparams.prompt_depth) == (19, 12, 9)
+    assert (hparams.prompt_deep_length, hparams.temperature, hparams.sigma) == (4, 0.07, 4.0)
+    assert (hparams.learning_rate, tuple(hparams.betas), hparams.epochs) == (1e-3, (0.5, 0.999), 15)
+    assert hparams.image_score == "global"
+    assert AnomalyClip.__init__.__defaults__[:2] == ("ViT-L-14-336", "openai")
+    assert model.model.vision.dpam_start == 5  # blocks 6..24 (1-indexed) get DPAM
+    assert model.trainer_arguments["max_epochs"] == 15
+
+
+def test_fit_trains_the_prompts_and_they_detect_defects_on_an_unseen_category(trained_run: TrainedRun) -> None:
+    """Prompts trained on six categories segment and detect defects on a seventh far above chance."""
+    before, after = trained_run.untrained_metrics, trained_run.trained_metrics
+    context = trained_run.model.model.object_agnostic_prompts.context.detach()
+    assert not torch.allclose(context, trained_run.untrained_context), "Engine.fit did not change the prompts"
+    assert trained_run.model.learning_type == LearningType.ZERO_SHOT
+    # Untrained prompts are near chance on the unseen category ...
+    assert 0.2 <= before["pixel_AUROC"] <= 0.7, before
+    assert 0.25 <= before["image_AUROC"] <= 0.75, before
+    # ... trained ones are far above it.
+    assert after["pixel_AUROC"] >= 0.85, after
+    assert after["image_AUROC"] >= 0.85, after
+    assert after["pixel_AUPRO"] >= 0.7, after
+    assert after["pixel_AUROC"] - before["pixel_AUROC"] >= 0.2
+
+
+def test_paper_image_score_and_dpam_ablation_on_the_same_prompts(
+    trained_run: TrainedRun,
+    synthetic_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Measure the paper's global image score, and pixel AUROC with and without DPAM, on the trained prompts.
+
+    Random tiny weights say nothing about DPAM's benefit on real CLIP weights, so no direction is asserted;
+    the numbers are printed for the model README.
+    """
+    results = {}
+    for name, overrides in {
+        "trained (DPAM, global score)": {"image_score": "global"},
+        "trained, no DPAM": {"dpam_layers": 0},
+    }.items():
+        model = AnomalyClip.load_from_checkpoint(trained_run.checkpoint, **overrides)
+        metrics = make_engine(tmp_path / name.replace(" ", "_")).test(
+            model=model,
+            datamodule=unseen_datamodule(synthetic_root),
+        )[0]
+        results[name] = metrics
+    with capsys.disabled():
+        print(f"\nunseen category '{UNSEEN_CATEGORY}', tiny random backbone:")  # noqa: T201
+        for name, metrics in {"trained (DPAM, global+map-max score)": trained_run.trained_metrics, **results}.items():
+            print(  # noqa: T201
+                f"  {name:40s} image AUROC {metrics['image_AUROC']:.3f}  pixel AUROC {metrics['pixel_AUROC']:.3f}"
+                f"  pixel AUPRO {metrics['pixel_AUPRO']:.3f}",
+            )
+    # The maps do not depend on the image score, so pixel metrics must agree with the main run.
+    assert results["trained (DPAM, global score)"]["pixel_AUROC"] == pytest.approx(
+        trained_run.trained_metrics["pixel_AUROC"],
+        abs=1e-4,
+    )
+    assert results["trained, no DPAM"]["pixel_AUROC"] > 0.5
+
+
+def test_checkpoint_holds_only_the_prompts_and_reloads_identically(trained_run: TrainedRun) -> None:
+    checkpoint = torch.load(trained_run.checkpoint, map_location="cpu", weights_only=False)
+    model_state = {key: value for key, value in checkpoint["state_dict"].items() if key.startswith("model.")}
+    assert set(model_state) == {
+        "model.object_agnostic_prompts.context",
+        "model.object_agnostic_prompts.deep_prompts",
+        "model.text_features",  # the cached [normal, abnormal] text features
+        "model.prompts_trained",
+        "model.gaussian_blur.kernel",
+    }
+    assert checkpoint["anomalib_vlm_backbone"]["backbone"] == "anomalib-vlm-tiny"
+    assert trained_run.checkpoint.stat().st_size < 1_000_000
+
+    reloaded = AnomalyClip.load_from_checkpoint(trained_run.checkpoint)
+    assert reloaded.learning_type == LearningType.ZERO_SHOT
+    images = torch.rand(3, 3, 128, 128)
+    trained_run.model.eval()
+    reloaded.eval()
+    with torch.no_grad():
+        expected, actual = trained_run.model(images), reloaded(images)
+    for field in ("pred_score", "anomaly_map", "pred_label", "pred_mask"):
+        assert torch.equal(getattr(expected, field), getattr(actual, field)), field
+
+
+def test_checkpoint_for_another_backbone_fails_clearly(
+    trained_run: TrainedRun,
+    synthetic_root: Path,
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(CheckpointMismatchError, match="trained for backbone 'anomalib-vlm-tiny'.*'ViT-B-32'"):
+        AnomalyClip.load_from_checkpoint(trained_run.checkpoint, backbone="ViT-B-32", image_size=64)
+    # The same through anomalib's Engine, with a model built for another backbone.
+    other = AnomalyClip(backbone="ViT-B-32", pretrained=None, image_size=64, feature_layers=[12], dpam_layers=10)
+    with pytest.raises(CheckpointMismatchError, match="trained for backbone 'anomalib-vlm-tiny'.*'ViT-B-32'"):
+        make_engine(tmp_path / "engine").test(model=other, datamodule=unseen_datamodule(synthetic_root),
+                                              ckpt_path=trained_run.checkpoint)
+    # Same architecture name, different weights (e.g. another pretrained tag) is caught too.
+    other_weights = tmp_path / "other.pt"
+    torch.save({k: v + 0.1 for k, v in trained_run.model.model.clip.state_dict().items()}, other_weights)
+    with pytest.raises(CheckpointMismatchError, match="pretrained="):
+        AnomalyClip.load_from_checkpoint(trained_run.checkpoint, pretrained=str(other_weights))
+    with pytest.raises(CheckpointMismatchError, match="prompt settings"):
+        AnomalyClip.load_from_checkpoint(trained_run.checkpoint, prompt_context_length=8)
+
+
+def test_fit_accepts_any_anomalib_dataloader_of_labelled_images(synthetic_root: Path, tmp_path: Path) -> None:
+    """``Engine.fit(train_dataloaders=...)``: any loader of anomalib ``ImageBatch`` trains the prompts."""
+    auxiliary = AuxiliaryData(root=synthetic_root, categories=["wood"], num_workers=0)
+    auxiliary.setup()
+    loader = DataLoader(auxiliary.train_data, batch_size=8, shuffle=True, collate_fn=auxiliary.train_data.collate_fn)
+    model = make_model(epochs=1)
+    before = model.model.object_agnostic_prompts.deep_prompts.detach().clone()
+    make_engine(tmp_path).fit(model=model, train_dataloaders=loader)
+    assert not torch.allclose(model.model.object_agnostic_prompts.deep_prompts, before)
+    assert model.learning_type == LearningType.ZERO_SHOT
+
+
+def test_synthetic_anomalies_turn_normal_images_into_training_data(synthetic_root: Path) -> None:
+    """Normal-only batches get Perlin anomalies pasted in, with masks and labels to match."""
+    datamodule = MVTecAD(root=synthetic_root, category="wood", num_workers=0, train_batch_size=8)
+    datamodule.setup()
+    model = make_model(synthetic_anomaly_probability=1.0)
+    batch = next(iter(datamodule.train_dataloader()))
+    batch.image, batch.gt_mask = model.pre_processor.transform(batch.image, batch.gt_mask)
+    assert not batch.gt_label.any()
+    images, labels, masks = model._add_synthetic_anomalies(batch)  # noqa: SLF001
+    assert labels.all()
+    assert masks.shape == (8, 128, 128)
+    assert (masks.flatten(1).sum(1) > 0).all()
+    changed = (images - batch.image).abs().sum(1) > 1e-4
+    assert changed[masks > 0].float().mean() > 0.9
+    assert not changed[masks == 0].any()
+    loss = model.training_step(batch)
+    assert torch.isfinite(loss)
+
+
+class TestBadInput:
+    @staticmethod
+    def test_wrong_channel_count() -> None:
+        model = make_model().eval()
+        with pytest.raises(ValueError, match=r"expects images of shape \[B, 3, H, W\], got \[2, 1, 128, 128\]"):
+            model.model(torch.rand(2, 1, 128, 128))
+
+    @staticmethod
+    def test_empty_dataset(tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="No categories found"):
+            AuxiliaryData(root=tmp_path).setup()
+        (tmp_path / "empty" / "test").mkdir(parents=True)
+        with pytest.raises(FileNotFoundError, match="'empty' of MVTecAD could not be read from .*Found 0 images"):
+            AuxiliaryData(root=tmp_path, categories=["empty"]).setup()
+
+    @staticmethod
+    def test_missing_mask_folder(synthetic_root: Path, tmp_path: Path) -> None:
+        shutil.copytree(synthetic_root / "wood", tmp_path / "wood")
+        shutil.rmtree(tmp_path / "wood" / "ground_truth" / "stain")
+        with pytest.raises(FileNotFoundError, match=r"no mask folder .*ground_truth/stain"):
+            AuxiliaryData(root=tmp_path, categories=["wood"]).setup()
+
+    @staticmethod
+    def test_bad_options() -> None:
+        with pytest.raises(ValueError, match="'sharpest' is not a valid ImageScore"):
+            make_model(image_score="sharpest")
+        with pytest.raises(ValueError, match="synthetic_anomaly_probability"):
+            make_model(synthetic_anomaly_probability=2.0)
+        with pytest.raises(ValueError, match="split must be 'test' or 'train'"):
+            AuxiliaryData(split="val")
+        with pytest.raises(ValueError, match="Cannot import 'anomalib.data.Nope'"):
+            AuxiliaryData(source="anomalib.data.Nope")
+
+
+def test_auxiliary_data_pools_the_test_splits(synthetic_root: Path) -> None:
+    auxiliary = AuxiliaryData(root=synthetic_root, categories=TRAIN_CATEGORIES[:2], num_workers=0)
+    auxiliary.setup()
+    labels = auxiliary.train_data.samples.label_index
+    assert len(auxiliary.train_data) == 2 * 32
+    assert set(labels) == {0, 1}
+    assert len(auxiliary.val_data) == len(auxiliary.train_data)  # thresholds see normal and anomalous images
+    assert auxiliary.train_data.samples.mask_path.str.len().gt(0).sum() == (labels == 1).sum()
