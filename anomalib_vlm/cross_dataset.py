@@ -105,7 +105,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with the arguments below.")
     parser.add_subclass_arguments(AnomalibModule, "model", required=True, fail_untyped=False)
     parser.add_subclass_arguments(AnomalibDataModule, "train_data", required=True, fail_untyped=False)
-    parser.add_argument("--test_data", type=dict, required=True, help="class_path and init_args of the test datamodule.")
+    # Not instantiated here: one datamodule per test category is built from this spec.
+    parser.add_subclass_arguments(AnomalibDataModule, "test_data", required=True, fail_untyped=False, instantiate=False)
     parser.add_argument("--test_categories", type=list[str] | None, default=None, help="Default: every category found.")
     parser.add_argument("--ckpt_path", type=str | None, default=None, help="Trained checkpoint: skip training.")
     parser.add_argument("--seed", type=int | None, default=None, help="Seed for prompt initialisation and data order.")
@@ -120,7 +121,7 @@ def run(config: Namespace) -> dict[str, dict[str, float]]:
         seed_everything(config.seed, workers=True)
     instantiated = build_parser().instantiate_classes(config)
     model: AnomalibModule = instantiated.model
-    test_data = config.test_data
+    test_data = {"class_path": config.test_data.class_path, "init_args": dict(vars(config.test_data.init_args))}
     engine = Engine(default_root_dir=config.results_dir, **config.trainer)
     if config.ckpt_path:
         model = model.__class__.load_from_checkpoint(config.ckpt_path)

@@ -1,0 +1,113 @@
+# Copyright (C) 2026 anomalib-vlm authors
+# SPDX-License-Identifier: Apache-2.0
+
+"""Command lines: anomalib's own CLI, ``anomalib-vlm`` with short names, the cross-dataset protocol, the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IMAGE_SIZE
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TINY_MODEL_ARGS = [
+    "--model.backbone",
+    "anomalib-vlm-tiny",
+    "--model.pretrained",
+    "null",
+    "--model.image_size",
+    str(IMAGE_SIZE),
+]
+
+
+def _run(*args: str | Path, cwd: Path = REPO) -> str:
+    result = subprocess.run([str(arg) for arg in args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600)
+    assert result.returncode == 0, f"{' '.join(map(str, args))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def test_anomalib_cli_trains_anomaly_clip_on_a_folder_dataset(synthetic_root: Path, tmp_path: Path) -> None:
+    """``anomalib train --model anomalib_vlm.models.AnomalyClip --data anomalib.data.Folder``, unchanged anomalib."""
+    output = _run(
+        BIN / "anomalib", "train",
+        "--model", "anomalib_vlm.models.AnomalyClip", *TINY_MODEL_ARGS,
+        "--model.epochs", "1", "--model.synthetic_anomaly_probability", "0.5",
+        "--data", "anomalib.data.Folder", "--data.name", "wood", "--data.root", synthetic_root / "wood",
+        "--data.normal_dir", "train/good", "--data.abnormal_dir", "test/hole", "--data.mask_dir", "ground_truth/hole",
+        "--data.num_workers", "0",
+        "--default_root_dir", tmp_path, "--trainer.accelerator", "cpu",
+    )  # fmt: skip
+    assert "pixel_AUROC" in output
+    assert list(tmp_path.rglob("model.ckpt"))
+    assert list(tmp_path.rglob("images/test/hole/*.png")), "anomalib's visualizer wrote no images"
+
+
+def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp_path: Path) -> None:
+    """``anomalib-vlm`` is anomalib's CLI with ``--model AnomalyClip``: train on auxiliary data, test zero-shot, export."""
+    cli = BIN / "anomalib-vlm"
+    _run(
+        cli, "train", "--config", REPO / "configs/anomaly_clip/tiny_synthetic_train.yaml",
+        "--data.init_args.root", synthetic_root, "--data.init_args.categories", "[wood, chip]",
+        "--model.init_args.epochs", "1", "--default_root_dir", tmp_path / "train",
+    )  # fmt: skip
+    checkpoint = next((tmp_path / "train").rglob("model.ckpt"))
+    output = _run(
+        cli, "test", "--model", "AnomalyClip", *TINY_MODEL_ARGS,
+        "--data", "anomalib.data.MVTecAD", "--data.root", synthetic_root, "--data.category", "capsule",
+        "--data.num_workers", "0", "--ckpt_path", checkpoint, "--default_root_dir", tmp_path / "test",
+    )  # fmt: skip
+    assert "pixel_AUROC" in output
+    _run(
+        BIN / "anomalib", "export", "--model", "anomalib_vlm.models.AnomalyClip", *TINY_MODEL_ARGS,
+        "--ckpt_path", checkpoint, "--export_type", "openvino", "--input_size", f"[{IMAGE_SIZE},{IMAGE_SIZE}]",
+        "--export_root", tmp_path / "export",
+    )  # fmt: skip
+    assert (tmp_path / "export" / "weights" / "openvino" / "model.xml").is_file()
+
+
+def test_cross_dataset_command_reports_per_category_and_mean(synthetic_root: Path, tmp_path: Path) -> None:
+    from anomalib_vlm.cross_dataset import main
+
+    main([
+        "--config", str(REPO / "configs/anomaly_clip/tiny_synthetic.yaml"),
+        "--train_data.init_args.root", str(synthetic_root),
+        "--train_data.init_args.categories", "[wood, tile, chip]",
+        "--model.init_args.epochs", "2",
+        "--test_data.init_args.root", str(synthetic_root),
+        "--results_dir", str(tmp_path),
+        "--trainer", json.dumps({"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False}),
+    ])  # fmt: skip
+    table = (tmp_path / "metrics.md").read_text().splitlines()
+    assert table[0].startswith("| category |")
+    for column in ("image_AUROC", "image_AUPR", "pixel_AUROC", "pixel_AUPRO"):
+        assert column in table[0]
+    rows = [line.split("|")[1].strip() for line in table[2:]]
+    assert rows == ["metal_plate", "capsule", "mean"]
+    header = [cell.strip() for cell in table[0].split("|")[1:-1]]
+    pixel_auroc = [float(line.split("|")[1 + header.index("pixel_AUROC")]) for line in table[2:]]
+    assert pixel_auroc[-1] == pytest.approx((pixel_auroc[0] + pixel_auroc[1]) / 2, abs=0.06)
+    assert min(pixel_auroc) > 60  # two epochs on three categories already beat chance on both unseen ones
+    assert (tmp_path / "metrics.csv").read_text().startswith("category,")
+
+
+def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The README's main job: train, zero-shot test, visualise, export to OpenVINO and run it."""
+    from anomalib_vlm.demo import main
+
+    main(["--output", str(tmp_path), "--epochs", "1"])
+    output = capsys.readouterr().out
+    assert "| capsule |" in output
+    assert "max map difference" in output
+    assert list(tmp_path.rglob("images/*/*.png"))
+    assert (tmp_path / "export" / "weights" / "openvino" / "model.xml").is_file()
+    assert (tmp_path / "metrics" / "metrics.md").is_file()
+    for line in output.splitlines():
+        if "max map difference" in line:
+            assert float(line.rsplit(" ", 1)[-1]) < 1e-4
