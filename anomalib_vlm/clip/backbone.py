@@ -23,6 +23,7 @@ import socket
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import torch
 
@@ -97,6 +98,41 @@ def _download_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
+def _weights_cached(pretrained_cfg: dict, cache_dir: str | Path | None) -> bool:
+    """Whether open_clip will find the weights of a pretrained tag on disk without any download."""
+    if url := pretrained_cfg.get("url"):
+        folder = Path(cache_dir).expanduser() if cache_dir else Path("~/.cache/clip").expanduser()
+        return (folder / os.path.basename(url)).is_file()
+    if hub := pretrained_cfg.get("hf_hub"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return False
+        model_id, filename = os.path.split(hub)
+        cached = try_to_load_from_cache(
+            model_id,
+            filename or "open_clip_pytorch_model.bin",
+            cache_dir=None if cache_dir is None else str(cache_dir),
+        )
+        return isinstance(cached, str)
+    return False
+
+
+def _download_host(pretrained_cfg: dict) -> str:
+    if url := pretrained_cfg.get("url"):
+        return urlparse(url).hostname or ""
+    return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
+
+
+def _reachable(host: str, timeout: float = 5.0) -> bool:
+    """A quick TCP probe, so an offline machine fails in seconds instead of after a download's retries."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def _weights_help(backbone: str, tag: str) -> str:
     return (
         f"Could not obtain pretrained weights '{tag}' for CLIP model '{backbone}' (no network, or the download "
@@ -160,6 +196,9 @@ def load_clip_model(
                     f"Known tags: {', '.join(tags) or 'none'}; or pass a local checkpoint file."
                 )
                 raise ValueError(msg)
+            pretrained_cfg = open_clip.get_pretrained_cfg(backbone, pretrained)
+            if not _weights_cached(pretrained_cfg, cache_dir) and not _reachable(_download_host(pretrained_cfg)):
+                raise WeightsUnavailableError(_weights_help(backbone, str(pretrained)))
             try:
                 with _download_timeout(_DOWNLOAD_TIMEOUT_S):
                     model = open_clip.create_model(

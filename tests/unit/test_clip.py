@@ -88,6 +88,8 @@ class TestLoading:
         def offline(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
             raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
+        # The host answers, but the download itself fails (a proxy refusing it, say).
+        monkeypatch.setattr("anomalib_vlm.clip.backbone._reachable", lambda host: True)
         monkeypatch.setattr(open_clip.pretrained, downloader, offline)
         if downloader == "download_pretrained_from_hf":
             import open_clip.factory
@@ -106,6 +108,19 @@ class TestLoading:
         assert "cache" in message
         assert error.value.__cause__ is None
         assert error.value.__suppress_context__
+
+
+    @staticmethod
+    def test_unreachable_host_fails_before_any_download(monkeypatch: pytest.MonkeyPatch) -> None:
+        import open_clip.pretrained
+
+        def must_not_run(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            raise AssertionError("a download was attempted")
+
+        monkeypatch.setattr("anomalib_vlm.clip.backbone._reachable", lambda host: False)
+        monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_url", must_not_run)
+        with pytest.raises(WeightsUnavailableError, match="'openai' for CLIP model 'ViT-B-32'"):
+            load_clip_model("ViT-B-32", pretrained="openai", cache_dir="/nonexistent-cache")
 
 
 class TestDualPathVisionEncoder:
