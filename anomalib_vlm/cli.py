@@ -9,7 +9,8 @@ because the models are imported, hence registered, before anomalib's CLI parses 
 * ``anomalib-vlm demo``: the end-to-end demo on synthetic data (see :mod:`anomalib_vlm.demo`);
 * ``anomalib-vlm cross-dataset``: train on one dataset, test every category of another
   (see :mod:`anomalib_vlm.cross_dataset`);
-* ``anomalib-vlm synthetic-data``: write the synthetic categories (see :mod:`anomalib_vlm.data.synthetic`).
+* ``anomalib-vlm synthetic-data``: write the synthetic categories (see :mod:`anomalib_vlm.data.synthetic`);
+* ``anomalib-vlm benchmark speed|accuracy``: speed, memory and accuracy tables (see :mod:`anomalib_vlm.benchmark`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ OWN_COMMANDS = {
     "demo": "anomalib_vlm.demo",
     "cross-dataset": "anomalib_vlm.cross_dataset",
     "synthetic-data": "anomalib_vlm.data.synthetic",
+    "benchmark": "anomalib_vlm.benchmark",
 }
 
 

@@ -151,6 +151,7 @@ def load_clip_model(
     backbone: str,
     pretrained: str | Path | None,
     cache_dir: str | Path | None = None,
+    image_size: int | None = None,
 ) -> nn.Module:
     """Create an open_clip CLIP model, frozen and in eval mode.
 
@@ -160,6 +161,9 @@ def load_clip_model(
             a local checkpoint file, or ``None`` for random weights seeded with :data:`RANDOM_WEIGHTS_SEED`.
         cache_dir (str | Path | None): where open_clip looks for and stores downloaded weights.
             Defaults to open_clip's own cache.
+        image_size (int | None): build the vision tower for this input size (open_clip resizes the positional
+            embedding of loaded weights). Defaults to the config's size; the dense encoders in this package
+            resize on their own and leave it unset.
 
     Returns:
         nn.Module: the CLIP model with ``requires_grad=False`` on every parameter.
@@ -176,13 +180,13 @@ def load_clip_model(
 
     with _seeded(RANDOM_WEIGHTS_SEED):
         if pretrained is None or str(pretrained) == "":
-            model = open_clip.create_model(backbone, pretrained=None)
+            model = open_clip.create_model(backbone, pretrained=None, force_image_size=image_size)
         elif isinstance(pretrained, Path) or _looks_like_path(pretrained):
             path = Path(pretrained).expanduser()
             if not path.is_file():
                 msg = f"CLIP checkpoint file for '{backbone}' not found: {path}"
                 raise FileNotFoundError(msg)
-            model = open_clip.create_model(backbone, pretrained=None)
+            model = open_clip.create_model(backbone, pretrained=None, force_image_size=image_size)
             try:
                 open_clip.load_checkpoint(model, str(path))
             except (RuntimeError, KeyError) as error:
@@ -205,6 +209,7 @@ def load_clip_model(
                         backbone,
                         pretrained=pretrained,
                         cache_dir=None if cache_dir is None else str(cache_dir),
+                        force_image_size=image_size,
                     )
             except _NETWORK_ERRORS:
                 raise WeightsUnavailableError(_weights_help(backbone, str(pretrained))) from None

@@ -75,7 +75,7 @@ class DualPathVisionEncoder(nn.Module):
             and it is not registered as a sub-module: the owner of the CLIP model keeps it (and its device).
         image_size (int | tuple[int, int]): input size the model will see; the positional embedding is resized to it.
         feature_layers (Sequence[int]): 1-indexed blocks whose patch tokens are returned (``24`` is the last block
-            of ViT-L). Blocks inside the DPAM range return surgery-stream tokens, the others original tokens.
+            of ViT-L); negative values count from the end (``-1`` is the last block of any ViT). Blocks inside the DPAM range return surgery-stream tokens, the others original tokens.
         dpam_layers (int): number of final blocks that get V-V surgery (AnomalyCLIP: 19 of ViT-L's 24, i.e. blocks
             6 to 24). ``0`` disables DPAM.
         global_ln_post (bool): apply ``ln_post`` to the class token before projection. The official AnomalyCLIP
@@ -104,12 +104,20 @@ class DualPathVisionEncoder(nn.Module):
         # weights appear once in the owner's state dict, under the CLIP model's own name.
         self._visual = [visual]
         self.depth = len(visual.transformer.resblocks)
-        self.feature_layers = tuple(int(layer) for layer in feature_layers)
+        # 1-indexed blocks; negative values count from the end (-1 is the last block).
+        self.feature_layers = tuple(int(layer) + (self.depth + 1 if int(layer) < 0 else 0) for layer in feature_layers)
         if not self.feature_layers or any(not 1 <= layer <= self.depth for layer in self.feature_layers):
-            msg = f"feature_layers must be 1-indexed blocks in [1, {self.depth}], got {list(feature_layers)}"
+            msg = (
+                f"feature_layers must be 1-indexed blocks in [1, {self.depth}] (or -1 for the last) for this "
+                f"{self.depth}-block ViT, got {list(feature_layers)}; the paper's [24] is ViT-L's last block, "
+                f"use [{self.depth}] here."
+            )
             raise ValueError(msg)
         if not 0 <= dpam_layers <= self.depth - 1:
-            msg = f"dpam_layers must be in [0, {self.depth - 1}] for a {self.depth}-block ViT, got {dpam_layers}"
+            msg = (
+                f"dpam_layers must be in [0, {self.depth - 1}] for this {self.depth}-block ViT, got {dpam_layers}; "
+                f"the paper's 19 of ViT-L's 24 blocks is about {round(self.depth * 19 / 24)} here."
+            )
             raise ValueError(msg)
         self.dpam_layers = int(dpam_layers)
         # 0-indexed block where the surgery stream starts; blocks >= this one run both paths.

@@ -186,6 +186,7 @@ class TestDualPathVisionEncoder:
 
     @staticmethod
     def test_bad_layer_settings_are_rejected(clip: torch.nn.Module) -> None:
+        assert DualPathVisionEncoder(clip.visual, 128, feature_layers=(-1, -24)).feature_layers == (24, 1)
         with pytest.raises(ValueError, match=r"feature_layers must be 1-indexed blocks in \[1, 24\]"):
             DualPathVisionEncoder(clip.visual, 128, feature_layers=(0,))
         with pytest.raises(ValueError, match="dpam_layers must be in"):
