@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from PIL import Image
 from anomalib_vlm.clip import TINY_MODEL_NAME
 from anomalib_vlm.cross_dataset import format_markdown, metrics_table, write_results
 from anomalib_vlm.data import CATEGORIES, AuxiliaryData, generate_synthetic_dataset
+from anomalib_vlm.deploy import OPENVINO_FP32_CONFIG
 from anomalib_vlm.models import AnomalyClip
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         export_root=output / "export",
         input_size=(args.image_size, args.image_size),
     )
-    inferencer = OpenVINOInferencer(path=export_path, device="CPU")
+    inferencer = _openvino_inferencer(export_path, cache_parent=output)
     sample_paths = sorted((data_root / args.test_category / "test").glob("*/*.png"))[:: 7][:4]
     model.eval()
     for path in sample_paths:
@@ -118,6 +120,16 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         )
     print(f"OpenVINO model: {export_path}")  # noqa: T201
     return metrics
+
+
+def _openvino_inferencer(path: Path, cache_parent: Path) -> OpenVINOInferencer:
+    """anomalib's inferencer, with its compiled-model cache (``./openvino_cache``) under ``cache_parent``."""
+    previous = Path.cwd()
+    os.chdir(cache_parent)
+    try:
+        return OpenVINOInferencer(path=Path(path).resolve(), device="CPU", config=OPENVINO_FP32_CONFIG)
+    finally:
+        os.chdir(previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

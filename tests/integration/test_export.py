@@ -14,6 +14,7 @@ import torch
 from anomalib.deploy import ExportType, OpenVINOInferencer
 from PIL import Image
 
+from anomalib_vlm.deploy import OPENVINO_FP32_CONFIG, compile_openvino
 from tests.conftest import IMAGE_SIZE, UNSEEN_CATEGORY, TrainedRun
 
 pytestmark = pytest.mark.slow
@@ -56,9 +57,7 @@ def _run_onnx(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _run_openvino(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    import openvino
-
-    compiled = openvino.Core().compile_model(str(path), "CPU")
+    compiled = compile_openvino(path)  # float32 also on CPUs whose OpenVINO default is bfloat16
     results = compiled(images)
     return {output.get_any_name(): results[output] for output in compiled.outputs}
 
@@ -93,9 +92,12 @@ def test_openvino_inferencer_runs_the_export(
     trained_run: TrainedRun,
     exported: dict[str, Path],
     synthetic_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """anomalib's OpenVINOInferencer on an image file gives the eager model's score and map."""
-    inferencer = OpenVINOInferencer(path=exported["openvino"], device="CPU")
+    monkeypatch.chdir(tmp_path)  # the inferencer writes its compiled-model cache to ./openvino_cache
+    inferencer = OpenVINOInferencer(path=exported["openvino"], device="CPU", config=OPENVINO_FP32_CONFIG)
     defect = sorted((synthetic_root / UNSEEN_CATEGORY / "test" / "hole").glob("*.png"))[0]
     prediction = inferencer.predict(defect)
     image = np.asarray(Image.open(defect).convert("RGB"), dtype=np.float32) / 255
