@@ -9,6 +9,6 @@ the CLI's short names work.
 
 __version__ = "0.1.0"
 
-from anomalib_vlm.models import AnomalyClip
+from anomalib_vlm.models import AnomalyClip, Supreme
 
-__all__ = ["AnomalyClip", "__version__"]
+__all__ = ["AnomalyClip", "Supreme", "__version__"]

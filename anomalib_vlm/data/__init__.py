@@ -1,9 +1,20 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""Data that anomalib lacks: pooled auxiliary training data and synthetic anomaly datasets."""
+"""Data that anomalib lacks: pooled auxiliary training data, synthetic anomaly and OOD datasets."""
 
 from .auxiliary import AuxiliaryData
+from .ood import OODDataModule, OODDataset, OODImageBatch, generate_synthetic_ood_dataset
 from .synthetic import CATEGORIES, DEFECT_TYPES, generate_synthetic_dataset, render_sample
 
-__all__ = ["CATEGORIES", "DEFECT_TYPES", "AuxiliaryData", "generate_synthetic_dataset", "render_sample"]
+__all__ = [
+    "CATEGORIES",
+    "DEFECT_TYPES",
+    "AuxiliaryData",
+    "OODDataModule",
+    "OODDataset",
+    "OODImageBatch",
+    "generate_synthetic_dataset",
+    "generate_synthetic_ood_dataset",
+    "render_sample",
+]

@@ -5,5 +5,6 @@
 ``anomalib.models.get_model("<snake_name>")`` and for the CLI's short class names."""
 
 from .anomaly_clip import AnomalyClip
+from .supreme import Supreme
 
-__all__ = ["AnomalyClip"]
+__all__ = ["AnomalyClip", "Supreme"]

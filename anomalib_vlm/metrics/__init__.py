@@ -1,0 +1,8 @@
+# Copyright (C) 2026 anomalib-vlm authors
+# SPDX-License-Identifier: Apache-2.0
+
+"""Metrics anomalib lacks, as anomalib metrics (``fields``, ``prefix``, ``strict``) built on torchmetrics."""
+
+from .fpr95 import FPR95, IDAccuracy, fpr_at_tpr
+
+__all__ = ["FPR95", "IDAccuracy", "fpr_at_tpr"]

@@ -1,0 +1,434 @@
+# Copyright (C) 2026 anomalib-vlm authors
+# SPDX-License-Identifier: Apache-2.0
+
+"""SUPREME: few-shot OOD detection with multi-modal prototypes and image bias estimation (Wang et al., 2025).
+
+CLIP OOD scores that compare an image with ID *text* prototypes only (MCM) suffer from the modality gap: OOD
+images can be as close to ID text as ID images are. SUPREME adds ID *image* prototypes from k shots per class
+(training-free S_MMP), and a light few-shot tuning (biased prompt generation, BPG, and image-text consistency,
+ITC) scored with S_GMP. ``pred_score`` is the OOD score (higher = more OOD); ID class predictions come along.
+
+How it fits anomalib's learning types:
+    ``mode="mcm"`` is zero-shot (class names only) and ``mode="smmp"`` few-shot (class names and shots): both
+    only calibrate thresholds in ``Engine.fit`` / ``Engine.test``, as WinClip. ``mode="supreme"`` needs a tuning
+    phase, so, like AnomalyClip, it reports :attr:`~anomalib.LearningType.ONE_CLASS` while untuned (``Engine.fit``
+    then runs Lightning's fit loop) and :attr:`~anomalib.LearningType.FEW_SHOT` once tuned or loaded tuned.
+
+    The shots (k images per ID class) are taken once, in ``setup``, from the datamodule's train split (or from
+    ``few_shot_source``) and encoded with the frozen image encoder. Each Lightning "epoch" of the fit loop is one
+    pass over those cached shot embeddings in mini-batches of ``batch_size`` (manual optimisation,
+    ``limit_train_batches=1``): the datamodule's own training batches only drive the loop, so ``epochs`` means
+    epochs over the k-shot set whatever the size of the train split.
+
+Example:
+    >>> from anomalib_vlm.models.supreme import Supreme
+    >>> model = Supreme(class_names=["wood", "tile"], mode="mcm", backbone="anomalib-vlm-tiny", pretrained=None,
+    ...                 image_size=128)
+    >>> model.learning_type
+    <LearningType.ZERO_SHOT: 'zero_shot'>
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.data.utils import read_image
+from anomalib.metrics import AUROC, Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torchvision.transforms.v2 import CenterCrop, Compose, InterpolationMode, Normalize, Resize
+
+from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD, backbone_fingerprint
+from anomalib_vlm.errors import CheckpointMismatchError
+from anomalib_vlm.metrics import FPR95, IDAccuracy
+
+from .loss import SupremeLoss
+from .torch_model import SupremeMode, SupremeModel, check_class_names
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT_KEY = "anomalib_vlm_supreme"
+_FROZEN_PREFIX = "model.clip."
+_IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class Supreme(AnomalibModule):
+    """SUPREME / SMMP / MCM few-shot OOD detection as an anomalib model.
+
+    Args:
+        class_names (Sequence[str] | None): ID class names (used in the prompts). ``None`` takes them from the
+            datamodule: its ``class_names`` (:class:`~anomalib_vlm.data.ood.OODDataModule`) or its non-empty
+            ``category`` (one-class use on MVTec AD and similar). Defaults to ``None``.
+        mode (str): ``"mcm"`` (text prototypes only, training-free), ``"smmp"`` (text + image prototypes,
+            training-free) or ``"supreme"`` (few-shot BPG + ITC tuning, S_GMP score). Defaults to ``"supreme"``.
+        backbone (str): open_clip model name. Defaults to ``"ViT-B-16"``.
+        pretrained (str | None): open_clip tag, local checkpoint file, or ``None`` (seeded random weights).
+            Defaults to ``"openai"``.
+        image_size (int): square model input side. Defaults to ``224``.
+        shots (int): images per ID class for the image prototypes and the tuning. Defaults to ``16``.
+        temperature (float): tau of the MCM softmaxes and the training logits. Defaults to ``0.01``.
+        prompt_template (str): fixed prompt of ``mcm`` / ``smmp``. Defaults to ``"a photo of a {}."``.
+        context_length (int): BPG learnable context tokens. Defaults to ``16``.
+        context_init (str | None): words that initialise the last context tokens. Defaults to ``"a photo of a"``.
+        use_bpg (bool): biased prompt generation on. Defaults to ``True``.
+        use_itc (bool): image-text consistency on. Defaults to ``True``.
+        itc_weight (float): alpha, weight of the ITC losses. Defaults to ``0.005``.
+        bias_weight (float): beta, weight of the bias loss. Defaults to ``0.1``.
+        bias_init_std (float): initial spread sigma of the Gaussian bias (not in the paper). Defaults to ``1e-3``.
+        epochs (int): tuning epochs over the shots. Defaults to ``50``.
+        batch_size (int): shots per optimisation step. Defaults to ``32``.
+        learning_rate (float): SGD learning rate of the prompts, ``m`` and the ITC maps. Defaults to ``0.002``.
+        bias_learning_rate (float): SGD learning rate of the Gaussian bias (mu, sigma). Defaults to ``1e-4``.
+        momentum (float): SGD momentum. Defaults to ``0.9``.
+        weight_decay (float): SGD weight decay. Defaults to ``5e-4``.
+        few_shot_source (str | Mapping[str, Sequence[str]] | None): where the shots come from instead of the
+            datamodule's train split: a folder with one sub-folder of images per class, or a mapping from class
+            name to image files. Defaults to ``None``.
+        cache_dir (str | None): open_clip weight cache folder. Defaults to open_clip's own.
+        pre_processor, post_processor, evaluator, visualizer: anomalib components or flags. The pre-processor
+            resizes (bicubic, shorter side) and centre-crops to ``image_size`` and applies CLIP normalisation; the
+            evaluator reports image AUROC, FPR95 (ID-positive convention) and ID accuracy.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str] | None = None,
+        mode: str = "supreme",
+        backbone: str = "ViT-B-16",
+        pretrained: str | None = "openai",
+        image_size: int = 224,
+        shots: int = 16,
+        temperature: float = 0.01,
+        prompt_template: str = "a photo of a {}.",
+        context_length: int = 16,
+        context_init: str | None = "a photo of a",
+        use_bpg: bool = True,
+        use_itc: bool = True,
+        itc_weight: float = 0.005,
+        bias_weight: float = 0.1,
+        bias_init_std: float = 1e-3,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 0.002,
+        bias_learning_rate: float = 1e-4,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        few_shot_source: str | Mapping[str, Sequence[str]] | None = None,
+        cache_dir: str | None = None,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: PostProcessor | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        mode = SupremeMode(mode).value  # plain string in the saved hyper-parameters
+        if class_names is not None:
+            class_names = check_class_names(class_names)
+        for name, value in {"shots": shots, "epochs": epochs, "batch_size": batch_size}.items():
+            if value < 1:
+                msg = f"{name} must be >= 1, got {value}"
+                raise ValueError(msg)
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor((image_size, image_size))
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.model = SupremeModel(
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=image_size,
+            mode=mode,
+            temperature=temperature,
+            prompt_template=prompt_template,
+            context_length=context_length,
+            context_init=context_init,
+            use_bpg=use_bpg,
+            use_itc=use_itc,
+            bias_init_std=bias_init_std,
+            cache_dir=cache_dir,
+        )
+        self.loss = SupremeLoss(temperature=temperature, itc_weight=itc_weight, bias_weight=bias_weight)
+        # Manual optimisation: one Lightning step runs one epoch over the cached shot embeddings.
+        self.automatic_optimization = False
+        if class_names is not None:
+            self.model.set_classes(class_names)
+
+    # ------------------------------------------------------------------ anomalib configuration
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """CLIP's preprocessing: bicubic resize of the shorter side, centre crop, CLIP normalisation.
+
+        Args:
+            image_size (tuple[int, int] | None): model input size. Defaults to ``(224, 224)``.
+        """
+        size = image_size or (224, 224)
+        transform = Compose([
+            Resize(size[0], antialias=True, interpolation=InterpolationMode.BICUBIC),
+            CenterCrop(size),
+            Normalize(mean=CLIP_MEAN, std=CLIP_STD),
+        ])
+        return PreProcessor(transform=transform)
+
+    @staticmethod
+    def configure_post_processor() -> PostProcessor:
+        """Anomalib's default post-processor: adaptive threshold and min-max normalisation from validation."""
+        return PostProcessor()
+
+    @staticmethod
+    def configure_evaluator() -> Evaluator:
+        """The paper's metrics: AUROC and FPR95 (FPR of OOD at 95 % TPR of ID) of the OOD score; ID accuracy."""
+        test_metrics = [
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            FPR95(fields=["pred_score", "gt_label"], prefix="image_"),
+            IDAccuracy(fields=["pred_class", "gt_class"], prefix="id_"),
+        ]
+        return Evaluator(test_metrics=test_metrics)
+
+    @property
+    def learning_type(self) -> LearningType:
+        """``ZERO_SHOT`` (mcm), ``FEW_SHOT`` (smmp, tuned supreme) or ``ONE_CLASS`` (supreme awaiting tuning)."""
+        if self.model.mode == SupremeMode.MCM:
+            return LearningType.ZERO_SHOT
+        if self.model.mode == SupremeMode.SMMP or bool(self.model.tuned):
+            return LearningType.FEW_SHOT
+        return LearningType.ONE_CLASS
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """While tuning: ``epochs`` epochs of one step each (a full pass over the shots), one final validation."""
+        if self.learning_type != LearningType.ONE_CLASS:
+            return {}
+        epochs = self.hparams.epochs
+        return {
+            "max_epochs": epochs,
+            "limit_train_batches": 1,
+            "check_val_every_n_epoch": epochs,
+            "num_sanity_val_steps": 0,
+        }
+
+    def configure_optimizers(self) -> Any:
+        """SGD over the prompt context, ``m`` and the ITC maps (and, slower, the bias); cosine decay per epoch."""
+        if self.model.mode != SupremeMode.SUPREME:
+            return None
+        groups = self.model.learnable_parameters()
+        param_groups = [{"params": groups["prompts"]}]
+        if "itc" in groups:
+            param_groups.append({"params": groups["itc"]})
+        if "bias" in groups:
+            param_groups.append({"params": groups["bias"], "lr": self.hparams.bias_learning_rate})
+        optimizer = torch.optim.SGD(
+            param_groups,
+            lr=self.hparams.learning_rate,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+        )
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.epochs)
+        return [optimizer], [scheduler]
+
+    # ------------------------------------------------------------------ classes and shots
+    def _class_names_from(self, datamodule: Any) -> list[str]:
+        names = getattr(datamodule, "class_names", None)
+        if names:
+            return check_class_names(names)
+        category = getattr(datamodule, "category", None)
+        if isinstance(category, str) and category.strip():
+            return [category.replace("_", " ")]
+        msg = (
+            "Supreme needs the ID class names: pass class_names=[...], or use a datamodule with class folders "
+            "(anomalib_vlm.data.ood.OODDataModule) or a category (e.g. MVTecAD(category='bottle'))."
+        )
+        raise ValueError(msg)
+
+    def _read_shots(self, source: str | Mapping[str, Sequence[str]]) -> dict[str, torch.Tensor]:
+        if isinstance(source, (str, Path)):
+            folder = Path(source)
+            if not folder.is_dir():
+                msg = f"few_shot_source folder {folder} does not exist"
+                raise FileNotFoundError(msg)
+            source = {
+                sub.name.replace("_", " "): sorted(p for p in sub.iterdir() if p.suffix.lower() in _IMAGE_EXTENSIONS)
+                for sub in sorted(folder.iterdir())
+                if sub.is_dir()
+            }
+        shots = {}
+        for name, files in source.items():
+            paths = list(files)[: self.hparams.shots]
+            if not paths:
+                msg = f"ID class '{name}' has no shots in few_shot_source: every ID class needs at least one image."
+                raise ValueError(msg)
+            images = torch.stack([read_image(str(path), as_tensor=True) for path in paths])
+            shots[name] = self.pre_processor.transform(images)
+        return shots
+
+    def _collect_shots(self, dataloader: Any) -> dict[str, torch.Tensor]:
+        """Take up to ``shots`` images per class from a loader of anomalib batches (``gt_class`` if present).
+
+        The datamodule applies only the model's resize to training images, not the normalisation, so the full
+        pre-processing transform is applied here.
+        """
+        names = self.model.class_names
+        wanted = self.hparams.shots
+        collected: dict[int, list[torch.Tensor]] = {index: [] for index in range(len(names))}
+        for batch in dataloader:
+            classes = getattr(batch, "gt_class", None)
+            if classes is None:
+                if len(names) > 1:
+                    msg = (
+                        f"{len(names)} ID classes but the training batches carry no gt_class: use a datamodule "
+                        "with class folders (OODDataModule) or few_shot_source."
+                    )
+                    raise ValueError(msg)
+                classes = torch.zeros(len(batch.image), dtype=torch.long)
+            for image, index in zip(batch.image, classes.tolist(), strict=True):
+                if 0 <= index < len(names) and len(collected[index]) < wanted:
+                    collected[index].append(image)
+            if all(len(images) >= wanted for images in collected.values()):
+                break
+        shots = {}
+        for index, name in enumerate(names):
+            if not collected[index]:
+                msg = f"ID class '{name}' has no shots: the training split holds no image of it."
+                raise ValueError(msg)
+            if len(collected[index]) < wanted:
+                logger.warning("ID class '%s' has %d shots, fewer than shots=%d.", name, len(collected[index]), wanted)
+            shots[name] = self.pre_processor.transform(torch.stack(collected[index]))
+        return shots
+
+    def set_shots(self, shots: Mapping[str, torch.Tensor]) -> None:
+        """Give the k-shot ID images directly (class name to pre-processed ``[K, 3, H, W]`` tensors)."""
+        self.model.set_shots(shots)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Resolve the ID classes and, for smmp / supreme, collect and encode the shots (once)."""
+        del stage  # The same preparation serves every stage.
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if not self.model.class_names:
+            self.model.set_classes(self._class_names_from(datamodule))
+        if self.model.mode == SupremeMode.MCM or self.model.has_image_prototypes:
+            return
+        if self.hparams.few_shot_source is not None:
+            shots = self._read_shots(self.hparams.few_shot_source)
+        elif datamodule is not None:
+            shots = self._collect_shots(datamodule.train_dataloader())
+        else:
+            mode = self.model.mode.value
+            msg = f"mode='{mode}' needs shots: give few_shot_source, call set_shots(), or a datamodule."
+            raise ValueError(msg)
+        self.model.set_shots(shots)
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        """One epoch over the cached shot embeddings (the datamodule's batch only drives the loop)."""
+        del batch, args, kwargs  # These variables are not used.
+        optimizer = self.optimizers()
+        features, labels = self.model.shot_features, self.model.shot_labels
+        order = torch.randperm(len(labels), device=labels.device)
+        totals: dict[str, float] = {}
+        for chunk in order.split(self.hparams.batch_size):
+            losses = self.loss(self.model.training_outputs(features[chunk]), labels[chunk])
+            optimizer.zero_grad()
+            self.manual_backward(losses["loss"])
+            optimizer.step()
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) * len(chunk)
+        self.model.tuned.fill_(True)
+        self.log_dict({f"train_{name}": value / len(labels) for name, value in totals.items()}, prog_bar=True)
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        """Step the cosine schedule once per epoch."""
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
+    def _predict(self, batch: Batch) -> Batch:
+        id_score, probabilities = self.model.score(batch.image)
+        changes: dict[str, torch.Tensor] = {"pred_score": 1.0 - id_score}
+        if hasattr(batch, "pred_class"):  # OOD batches carry ID class fields
+            changes["pred_class"] = probabilities.argmax(dim=-1)
+        return batch.update(**changes)
+
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        """Score a validation batch (thresholds and normalisation statistics)."""
+        del args, kwargs  # These variables are not used.
+        return self._predict(batch)
+
+    def test_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        """Score a test batch, with ID class predictions when the batch has the field."""
+        del args, kwargs  # These variables are not used.
+        return self._predict(batch)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
+        """Score a prediction batch, with ID class predictions when the batch has the field."""
+        del batch_idx, dataloader_idx  # These variables are not used.
+        return self._predict(batch)
+
+    # ------------------------------------------------------------------ export
+    def to_onnx(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Export to ONNX at opset 18 (what the dynamo exporter emits anyway)."""
+        kwargs.setdefault("opset_version", 18)
+        return super().to_onnx(export_root, model_file_name=model_file_name, input_size=input_size, **kwargs)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _backbone_identity(self) -> dict[str, Any]:
+        return {
+            "backbone": self.hparams.backbone,
+            "pretrained": None if self.hparams.pretrained is None else str(self.hparams.pretrained),
+            "fingerprint": backbone_fingerprint(self.model.clip),
+            "class_names": list(self.model.class_names),
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep what was learned or derived from the shots; drop the frozen CLIP; record backbone and classes."""
+        state_dict = checkpoint["state_dict"]
+        for key in [key for key in state_dict if key.startswith(_FROZEN_PREFIX)]:
+            del state_dict[key]
+        checkpoint[_CHECKPOINT_KEY] = self._backbone_identity()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Check the backbone, rebuild the class prompts, complete the state with the frozen CLIP weights.
+
+        Raises:
+            CheckpointMismatchError: the checkpoint belongs to another backbone.
+        """
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get(_CHECKPOINT_KEY)
+        if saved is not None:
+            current = self._backbone_identity()
+            same = abs(saved["fingerprint"] - current["fingerprint"]) <= 1e-6 * max(1.0, abs(current["fingerprint"]))
+            if saved["backbone"] != current["backbone"] or not same:
+                msg = (
+                    f"This Supreme checkpoint was made with backbone '{saved['backbone']}' "
+                    f"(pretrained={saved['pretrained']!r}), but the model uses '{current['backbone']}' "
+                    f"(pretrained={current['pretrained']!r})."
+                )
+                raise CheckpointMismatchError(msg)
+            if saved["class_names"]:
+                self.model.set_classes(saved["class_names"])
+        state_dict = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():
+            if key.startswith(_FROZEN_PREFIX):
+                state_dict.setdefault(key, value)
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Load a state dict, then refresh the text prototypes from the loaded prompts."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.model.refresh_text_prototypes()
+        return result
