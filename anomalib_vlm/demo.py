@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     sample_paths = sorted((data_root / args.test_category / "test").glob("*/*.png"))[:: 7][:4]
     model.eval()
     for path in sample_paths:
-        image = np.asarray(Image.open(path).convert("RGB").resize((args.image_size, args.image_size)))
+        image = np.array(Image.open(path).convert("RGB").resize((args.image_size, args.image_size)))  # writable copy for torch
         openvino_out = inferencer.predict(image)
         with torch.no_grad():
             eager = model(torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255)
