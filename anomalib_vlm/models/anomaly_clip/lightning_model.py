@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,31 +40,17 @@ from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from torch import nn
 from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Resize
 
-from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD, backbone_fingerprint
-from anomalib_vlm.errors import CheckpointMismatchError
+from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
+from anomalib_vlm.models.components import ClipBackboneModule
 
 from .loss import AnomalyClipLoss
 from .torch_model import AnomalyClipModel, ImageScore
 
 logger = logging.getLogger(__name__)
 
-_CHECKPOINT_KEY = "anomalib_vlm_backbone"
-_FROZEN_PREFIX = "model.clip."
-
-
-def _mismatch_message(saved: dict[str, Any], backbone: str, pretrained: str | None) -> str:
-    return (
-        f"This AnomalyClip checkpoint holds prompts trained for backbone '{saved['backbone']}' "
-        f"(pretrained={saved['pretrained']!r}), but the model uses '{backbone}' (pretrained={pretrained!r}). "
-        "Build the model with the checkpoint's backbone, e.g. AnomalyClip.load_from_checkpoint(path) without "
-        "overriding backbone/pretrained."
-    )
-
-
-class AnomalyClip(AnomalibModule):
+class AnomalyClip(ClipBackboneModule, AnomalibModule):
     """AnomalyCLIP as an anomalib model.
 
     Args:
@@ -271,83 +256,7 @@ class AnomalyClip(AnomalibModule):
         predictions = self.model(batch.image)
         return batch.update(**predictions._asdict())
 
-    # ------------------------------------------------------------------ export
-    def to_onnx(
-        self,
-        export_root: Path | str,
-        model_file_name: str = "model",
-        input_size: tuple[int, int] | None = None,
-        **kwargs: Any,
-    ) -> Path:
-        """Export to ONNX (used by ``to_openvino`` too) at opset 18 unless told otherwise.
-
-        The dynamo exporter emits opset 18 anyway; asking for anomalib's default 14 only adds a failed
-        down-conversion and its traceback to the log.
-        """
-        kwargs.setdefault("opset_version", 18)
-        return super().to_onnx(export_root, model_file_name=model_file_name, input_size=input_size, **kwargs)
-
-    # ------------------------------------------------------------------ checkpoints
-    def _backbone_identity(self) -> dict[str, Any]:
-        return {
-            "backbone": self.hparams.backbone,
-            "pretrained": None if self.hparams.pretrained is None else str(self.hparams.pretrained),
-            "fingerprint": backbone_fingerprint(self.model.clip),
-        }
-
-    @classmethod
-    def load_from_checkpoint(  # type: ignore[override]
-        cls,
-        checkpoint_path: str | Path,
-        *args: Any,
-        **kwargs: Any,
-    ) -> AnomalyClip:
-        """Load a checkpoint; a ``backbone`` override that differs from the checkpoint's fails before any loading.
-
-        Raises:
-            CheckpointMismatchError: the checkpoint's prompts belong to another backbone.
-        """
-        if "backbone" in kwargs:
-            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False).get(_CHECKPOINT_KEY)
-            if saved is not None and saved["backbone"] != kwargs["backbone"]:
-                raise CheckpointMismatchError(_mismatch_message(saved, kwargs["backbone"], kwargs.get("pretrained")))
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep only what was learned: drop the frozen CLIP weights, record which backbone they belong to."""
-        state_dict = checkpoint["state_dict"]
-        for key in [key for key in state_dict if key.startswith(_FROZEN_PREFIX)]:
-            del state_dict[key]
-        checkpoint[_CHECKPOINT_KEY] = self._backbone_identity()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Check the checkpoint's backbone, then complete its state with this model's frozen CLIP weights.
-
-        Raises:
-            CheckpointMismatchError: the checkpoint was trained on another backbone or prompt layout.
-        """
-        super().on_load_checkpoint(checkpoint)
-        saved = checkpoint.get(_CHECKPOINT_KEY)
-        current = self._backbone_identity()
-        if saved is not None:
-            same_weights = abs(saved["fingerprint"] - current["fingerprint"]) <= 1e-6 * max(1.0, abs(current["fingerprint"]))
-            if saved["backbone"] != current["backbone"] or not same_weights:
-                raise CheckpointMismatchError(_mismatch_message(saved, current["backbone"], current["pretrained"]))
-        state_dict = checkpoint["state_dict"]
-        own_state = self.state_dict()
-        for key, value in state_dict.items():
-            if key in own_state and own_state[key].shape != value.shape:
-                msg = (
-                    f"Checkpoint tensor '{key}' has shape {list(value.shape)} but this model expects "
-                    f"{list(own_state[key].shape)}: build the model with the checkpoint's prompt settings."
-                )
-                raise CheckpointMismatchError(msg)
-        for key, value in own_state.items():
-            if key.startswith(_FROZEN_PREFIX):
-                state_dict.setdefault(key, value)
-
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:  # noqa: ANN401
-        """Load a state dict, then refresh the cached text features from the loaded prompts."""
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+    # ------------------------------------------------------------------ checkpoints (see ClipBackboneModule)
+    def refresh_cached_features(self) -> None:
+        """Recompute the cached text features from the (loaded) prompts."""
         self.model.refresh_text_features()
-        return result

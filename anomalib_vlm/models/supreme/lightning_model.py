@@ -47,21 +47,19 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torchvision.transforms.v2 import CenterCrop, Compose, InterpolationMode, Normalize, Resize
 
-from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD, backbone_fingerprint
-from anomalib_vlm.errors import CheckpointMismatchError
+from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
 from anomalib_vlm.metrics import FPR95, IDAccuracy
+from anomalib_vlm.models.components import ClipBackboneModule
 
 from .loss import SupremeLoss
 from .torch_model import SupremeMode, SupremeModel, check_class_names
 
 logger = logging.getLogger(__name__)
 
-_CHECKPOINT_KEY = "anomalib_vlm_supreme"
-_FROZEN_PREFIX = "model.clip."
 _IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-class Supreme(AnomalibModule):
+class Supreme(ClipBackboneModule, AnomalibModule):
     """SUPREME / SMMP / MCM few-shot OOD detection as an anomalib model.
 
     Args:
@@ -374,61 +372,16 @@ class Supreme(AnomalibModule):
         del batch_idx, dataloader_idx  # These variables are not used.
         return self._predict(batch)
 
-    # ------------------------------------------------------------------ export
-    def to_onnx(
-        self,
-        export_root: Path | str,
-        model_file_name: str = "model",
-        input_size: tuple[int, int] | None = None,
-        **kwargs: Any,
-    ) -> Path:
-        """Export to ONNX at opset 18 (what the dynamo exporter emits anyway)."""
-        kwargs.setdefault("opset_version", 18)
-        return super().to_onnx(export_root, model_file_name=model_file_name, input_size=input_size, **kwargs)
+    # ------------------------------------------------------------------ checkpoints (see ClipBackboneModule)
+    def backbone_identity(self) -> dict[str, Any]:
+        """The backbone's identity plus the ID class names, which the text prototypes depend on."""
+        return {**super().backbone_identity(), "class_names": list(self.model.class_names)}
 
-    # ------------------------------------------------------------------ checkpoints
-    def _backbone_identity(self) -> dict[str, Any]:
-        return {
-            "backbone": self.hparams.backbone,
-            "pretrained": None if self.hparams.pretrained is None else str(self.hparams.pretrained),
-            "fingerprint": backbone_fingerprint(self.model.clip),
-            "class_names": list(self.model.class_names),
-        }
+    def restore_from_identity(self, saved: Mapping[str, Any]) -> None:
+        """Rebuild the class prompts for the checkpoint's classes before its prototypes load."""
+        if saved.get("class_names"):
+            self.model.set_classes(saved["class_names"])
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep what was learned or derived from the shots; drop the frozen CLIP; record backbone and classes."""
-        state_dict = checkpoint["state_dict"]
-        for key in [key for key in state_dict if key.startswith(_FROZEN_PREFIX)]:
-            del state_dict[key]
-        checkpoint[_CHECKPOINT_KEY] = self._backbone_identity()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Check the backbone, rebuild the class prompts, complete the state with the frozen CLIP weights.
-
-        Raises:
-            CheckpointMismatchError: the checkpoint belongs to another backbone.
-        """
-        super().on_load_checkpoint(checkpoint)
-        saved = checkpoint.get(_CHECKPOINT_KEY)
-        if saved is not None:
-            current = self._backbone_identity()
-            same = abs(saved["fingerprint"] - current["fingerprint"]) <= 1e-6 * max(1.0, abs(current["fingerprint"]))
-            if saved["backbone"] != current["backbone"] or not same:
-                msg = (
-                    f"This Supreme checkpoint was made with backbone '{saved['backbone']}' "
-                    f"(pretrained={saved['pretrained']!r}), but the model uses '{current['backbone']}' "
-                    f"(pretrained={current['pretrained']!r})."
-                )
-                raise CheckpointMismatchError(msg)
-            if saved["class_names"]:
-                self.model.set_classes(saved["class_names"])
-        state_dict = checkpoint["state_dict"]
-        for key, value in self.state_dict().items():
-            if key.startswith(_FROZEN_PREFIX):
-                state_dict.setdefault(key, value)
-
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        """Load a state dict, then refresh the text prototypes from the loaded prompts."""
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+    def refresh_cached_features(self) -> None:
+        """Recompute the text prototypes from the (loaded) prompts."""
         self.model.refresh_text_prototypes()
-        return result

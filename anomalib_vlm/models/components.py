@@ -1,0 +1,155 @@
+# Copyright (C) 2026 anomalib-vlm authors
+# SPDX-License-Identifier: Apache-2.0
+
+"""What every anomalib-vlm model on a frozen open_clip backbone shares: lean checkpoints and ONNX export.
+
+A checkpoint holds only what was learned (prompts, heads, prototypes) plus the backbone's identity (name, tag and
+a fingerprint of its weights); the frozen CLIP weights are dropped on save and filled back in from the model on
+load, after the identity has been checked. Models mix :class:`ClipBackboneModule` in before ``AnomalibModule`` and
+keep their ``torch_model`` at ``self.model`` with the CLIP model at ``self.model.clip``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anomalib_vlm.clip import backbone_fingerprint
+from anomalib_vlm.errors import CheckpointMismatchError
+
+CHECKPOINT_KEY = "anomalib_vlm_backbone"
+"""Checkpoint entry holding the backbone identity."""
+FROZEN_PREFIX = "model.clip."
+"""State-dict prefix of the frozen CLIP weights, which checkpoints leave out."""
+
+
+class ClipBackboneModule:
+    """Mixin for an ``AnomalibModule`` whose torch model keeps a frozen open_clip model at ``model.clip``.
+
+    Subclasses may override :meth:`backbone_identity` (to record more, e.g. class names),
+    :meth:`restore_from_identity` (to rebuild what depends on it before the state is loaded),
+    :meth:`kept_frozen_keys` (backbone weights that were fine-tuned and so belong in the checkpoint) and
+    :meth:`refresh_cached_features` (buffers derived from the learned state, e.g. text features).
+    """
+
+    # ------------------------------------------------------------------ export
+    def to_onnx(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> Path:
+        """Export to ONNX (used by ``to_openvino`` too) at opset 18 unless told otherwise.
+
+        The dynamo exporter emits opset 18 anyway; asking for anomalib's default 14 only adds a failed
+        down-conversion and its traceback to the log.
+        """
+        kwargs.setdefault("opset_version", 18)
+        return super().to_onnx(export_root, model_file_name=model_file_name, input_size=input_size, **kwargs)  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ identity
+    def backbone_identity(self) -> dict[str, Any]:
+        """Name, tag and weight fingerprint of the backbone, as stored in checkpoints."""
+        pretrained = self.hparams.pretrained  # type: ignore[attr-defined]
+        return {
+            "backbone": self.hparams.backbone,  # type: ignore[attr-defined]
+            "pretrained": None if pretrained is None else str(pretrained),
+            "fingerprint": backbone_fingerprint(self.model.clip),  # type: ignore[attr-defined]
+        }
+
+    @classmethod
+    def mismatch_message(cls, saved: Mapping[str, Any], backbone: str, pretrained: str | None) -> str:
+        """The error text for a checkpoint of another backbone: both identities and what to do."""
+        name = cls.__name__
+        return (
+            f"This {name} checkpoint holds state trained for backbone '{saved['backbone']}' "
+            f"(pretrained={saved['pretrained']!r}), but the model uses '{backbone}' (pretrained={pretrained!r}). "
+            f"Build the model with the checkpoint's backbone, e.g. {name}.load_from_checkpoint(path) without "
+            "overriding backbone/pretrained."
+        )
+
+    def check_backbone_identity(self, saved: Mapping[str, Any] | None) -> None:
+        """Raise if ``saved`` (a checkpoint's identity; ``None`` = unknown) names another backbone or weights.
+
+        Raises:
+            CheckpointMismatchError: another backbone name, or weights whose fingerprint differs.
+        """
+        if saved is None:
+            return
+        current = self.backbone_identity()
+        tolerance = 1e-6 * max(1.0, abs(current["fingerprint"]))
+        if saved["backbone"] != current["backbone"] or abs(saved["fingerprint"] - current["fingerprint"]) > tolerance:
+            raise CheckpointMismatchError(self.mismatch_message(saved, current["backbone"], current["pretrained"]))
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def restore_from_identity(self, saved: Mapping[str, Any]) -> None:
+        """Rebuild what the checkpoint's identity determines (e.g. class prompts) before its state loads."""
+
+    def kept_frozen_keys(self) -> set[str]:
+        """Backbone state-dict keys (with ``model.clip.`` prefix) that belong in the checkpoint."""
+        return set()
+
+    def refresh_cached_features(self) -> None:
+        """Recompute buffers derived from the learned state (called after every state-dict load)."""
+
+    # ------------------------------------------------------------------ lightning checkpoint hooks
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        *args: Any,  # noqa: ANN401
+        **kwargs: Any,  # noqa: ANN401
+    ) -> Any:  # noqa: ANN401
+        """Load a checkpoint; a ``backbone`` override that differs from the checkpoint's fails before any loading.
+
+        Raises:
+            CheckpointMismatchError: the checkpoint's state belongs to another backbone.
+        """
+        if "backbone" in kwargs:
+            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False).get(CHECKPOINT_KEY)
+            if saved is not None and saved["backbone"] != kwargs["backbone"]:
+                raise CheckpointMismatchError(cls.mismatch_message(saved, kwargs["backbone"], kwargs.get("pretrained")))
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only what was learned: drop the frozen CLIP weights, record which backbone they belong to."""
+        keep = self.kept_frozen_keys()
+        state_dict = checkpoint["state_dict"]
+        for key in [key for key in state_dict if key.startswith(FROZEN_PREFIX) and key not in keep]:
+            del state_dict[key]
+        checkpoint[CHECKPOINT_KEY] = self.backbone_identity()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Check the backbone, then complete the checkpoint's state with this model's frozen CLIP weights.
+
+        Raises:
+            CheckpointMismatchError: the checkpoint belongs to another backbone, or its tensors to other settings.
+        """
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        saved = checkpoint.get(CHECKPOINT_KEY)
+        self.check_backbone_identity(saved)
+        if saved is not None:
+            self.restore_from_identity(saved)
+        state_dict = checkpoint["state_dict"]
+        own_state = self.state_dict()  # type: ignore[attr-defined]
+        for key, value in state_dict.items():
+            # Empty buffers are placeholders that the checkpoint sizes (anomalib's DynamicBufferMixin).
+            if key in own_state and own_state[key].numel() > 0 and own_state[key].shape != value.shape:
+                msg = (
+                    f"Checkpoint tensor '{key}' has shape {list(value.shape)} but this model expects "
+                    f"{list(own_state[key].shape)}: build the model with the checkpoint's prompt settings."
+                )
+                raise CheckpointMismatchError(msg)
+        for key, value in own_state.items():
+            if key.startswith(FROZEN_PREFIX):
+                state_dict.setdefault(key, value)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:  # noqa: ANN401
+        """Load a state dict, then refresh what is derived from it."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
+        self.refresh_cached_features()
+        return result
