@@ -9,6 +9,6 @@ the CLI's short names work.
 
 __version__ = "0.1.0"
 
-from anomalib_vlm.models import AnomalyClip, Supreme
+from anomalib_vlm.models import AnomalyClip, MetaIqa, Supreme
 
-__all__ = ["AnomalyClip", "Supreme", "__version__"]
+__all__ = ["AnomalyClip", "MetaIqa", "Supreme", "__version__"]

@@ -1,9 +1,10 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""Data that anomalib lacks: pooled auxiliary training data, synthetic anomaly and OOD datasets."""
+"""Data that anomalib lacks: pooled auxiliary training data, synthetic anomaly datasets, IQA data with MOS."""
 
 from .auxiliary import AuxiliaryData
+from .iqa import IqaBatch, IqaDataModule, IqaDataset, generate_iqa_dataset, read_mos_csv
 from .ood import OODDataModule, OODDataset, OODImageBatch, generate_synthetic_ood_dataset
 from .synthetic import CATEGORIES, DEFECT_TYPES, generate_synthetic_dataset, render_sample
 
@@ -11,10 +12,15 @@ __all__ = [
     "CATEGORIES",
     "DEFECT_TYPES",
     "AuxiliaryData",
+    "IqaBatch",
+    "IqaDataModule",
+    "IqaDataset",
     "OODDataModule",
     "OODDataset",
     "OODImageBatch",
+    "generate_iqa_dataset",
     "generate_synthetic_dataset",
     "generate_synthetic_ood_dataset",
+    "read_mos_csv",
     "render_sample",
 ]

@@ -5,6 +5,7 @@
 ``anomalib.models.get_model("<snake_name>")`` and for the CLI's short class names."""
 
 from .anomaly_clip import AnomalyClip
+from .meta_iqa import MetaIqa
 from .supreme import Supreme
 
-__all__ = ["AnomalyClip", "Supreme"]
+__all__ = ["AnomalyClip", "MetaIqa", "Supreme"]

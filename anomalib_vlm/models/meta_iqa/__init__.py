@@ -1,0 +1,22 @@
+# Copyright (C) 2026 anomalib-vlm authors
+# SPDX-License-Identifier: Apache-2.0
+
+"""GRMP-IQA: few-shot image quality assessment with meta-learned CLIP prompts, and a quality gate."""
+
+from .gate import GateResult, QualityGate
+from .lightning_model import MetaIqa
+from .loss import GradientRule, quality_loss, regularize_gradients, semantic_loss
+from .torch_model import MetaIqaModel
+from .visualizer import QualityVisualizer
+
+__all__ = [
+    "GateResult",
+    "GradientRule",
+    "MetaIqa",
+    "MetaIqaModel",
+    "QualityGate",
+    "QualityVisualizer",
+    "quality_loss",
+    "regularize_gradients",
+    "semantic_loss",
+]
