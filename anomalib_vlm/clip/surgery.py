@@ -75,7 +75,9 @@ class DualPathVisionEncoder(nn.Module):
             and it is not registered as a sub-module: the owner of the CLIP model keeps it (and its device).
         image_size (int | tuple[int, int]): input size the model will see; the positional embedding is resized to it.
         feature_layers (Sequence[int]): 1-indexed blocks whose patch tokens are returned (``24`` is the last block
-            of ViT-L); negative values count from the end (``-1`` is the last block of any ViT). Blocks inside the DPAM range return surgery-stream tokens, the others original tokens.
+            of ViT-L); negative values count from the end (``-1`` is the last block of any ViT). Blocks inside the
+            DPAM range return surgery-stream tokens, the others original tokens. Empty: only the global feature
+            (the last block then runs for the class token alone).
         dpam_layers (int): number of final blocks that get V-V surgery (AnomalyCLIP: 19 of ViT-L's 24, i.e. blocks
             6 to 24). ``0`` disables DPAM.
         global_ln_post (bool): apply ``ln_post`` to the class token before projection. The official AnomalyCLIP
@@ -106,7 +108,7 @@ class DualPathVisionEncoder(nn.Module):
         self.depth = len(visual.transformer.resblocks)
         # 1-indexed blocks; negative values count from the end (-1 is the last block).
         self.feature_layers = tuple(int(layer) + (self.depth + 1 if int(layer) < 0 else 0) for layer in feature_layers)
-        if not self.feature_layers or any(not 1 <= layer <= self.depth for layer in self.feature_layers):
+        if any(not 1 <= layer <= self.depth for layer in self.feature_layers):
             msg = (
                 f"feature_layers must be 1-indexed blocks in [1, {self.depth}] (or -1 for the last) for this "
                 f"{self.depth}-block ViT, got {list(feature_layers)}; the paper's [24] is ViT-L's last block, "
@@ -122,6 +124,8 @@ class DualPathVisionEncoder(nn.Module):
         self.dpam_layers = int(dpam_layers)
         # 0-indexed block where the surgery stream starts; blocks >= this one run both paths.
         self.dpam_start = self.depth - self.dpam_layers
+        # Whether the last block's original-stream patch tokens are returned (a requested layer outside DPAM).
+        self._original_last_block_wanted = self.depth in self.feature_layers and self.depth - 1 < self.dpam_start
         self.global_ln_post = global_ln_post
 
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -144,13 +148,31 @@ class DualPathVisionEncoder(nn.Module):
         return self._visual[0]
 
     @staticmethod
-    def _attention(block: nn.Module, x: torch.Tensor, with_vv: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Multi-head attention of ``block`` on ``x`` [B, L, W]; optionally also its V-V variant."""
+    def _attention(
+        block: nn.Module,
+        x: torch.Tensor,
+        with_vv: bool,
+        class_token_query_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Multi-head attention of ``block`` on ``x`` [B, L, W]; optionally also its V-V variant.
+
+        With ``class_token_query_only`` the q-k path answers only the class token's query (``[B, 1, W]``): all
+        the final block's original stream has to give when its patch tokens are not used.
+        """
         attn = block.attn
         batch, length, width = x.shape
         heads = attn.num_heads
         qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
         q, k, v = (t.reshape(batch, length, heads, width // heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+        if class_token_query_only:
+            q = q[:, :, :1]
+            # Tokens [0, 1) answer the class token's q-k query, tokens [1, 1 + L) are V-V attention.
+            parts = [F.scaled_dot_product_attention(q, k, v)]
+            if with_vv:
+                parts.append(F.scaled_dot_product_attention(v, v, v))
+            out = torch.cat(parts, dim=2).transpose(1, 2).reshape(batch, -1, width)
+            out = block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
+            return out[:, :1], (out[:, 1:] if with_vv else None)
         if with_vv:
             # One fused call for both paths: rows [0, B) are q-k attention, rows [B, 2B) are V-V attention.
             out = F.scaled_dot_product_attention(torch.cat([q, v]), torch.cat([k, v]), torch.cat([v, v]))
@@ -185,12 +207,16 @@ class DualPathVisionEncoder(nn.Module):
         surgery: torch.Tensor | None = None
         layer_tokens: dict[int, torch.Tensor] = {}
         wanted = set(self.feature_layers)
+        last = self.depth - 1
         for index, block in enumerate(self.visual.transformer.resblocks):
             with_vv = index >= self.dpam_start
             if with_vv and surgery is None:
                 surgery = x  # the surgery stream starts from the first DPAM block's input
-            attention_out, vv_out = self._attention(block, block.ln_1(x), with_vv)
-            x = x + attention_out
+            # The last block's original patch tokens feed nothing unless they are a requested (non-DPAM) layer,
+            # so only its class token goes through attention output and MLP (about 6% of a ViT-B forward).
+            class_token_only = index == last and not self._original_last_block_wanted
+            attention_out, vv_out = self._attention(block, block.ln_1(x), with_vv, class_token_only)
+            x = (x[:, :1] if class_token_only else x) + attention_out
             x = x + block.ls_2(block.mlp(block.ln_2(x)))
             if vv_out is not None:
                 surgery = surgery + vv_out

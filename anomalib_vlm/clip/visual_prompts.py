@@ -126,6 +126,7 @@ class VisualPromptEncoder(nn.Module):
         n = self.num_tokens
         if n:
             x = torch.cat([x[:, :1], self._prompts(self.prompt_embeddings[0], batch), x[:, 1:]], dim=1)
+        last = len(visual.transformer.resblocks) - 1
         for index, block in enumerate(visual.transformer.resblocks):
             if n and 1 <= index < self.depth:
                 x = torch.cat(
@@ -133,8 +134,10 @@ class VisualPromptEncoder(nn.Module):
                 )
             elif n and index == self.depth:
                 x = torch.cat([x[:, :1], x[:, 1 + n :]], dim=1)  # prompts end after the last prompted block
-            attention_out, _ = DualPathVisionEncoder._attention(block, block.ln_1(x), False)
-            x = x + attention_out
+            # Only the class token leaves the last block, so only its query is answered there.
+            class_token_only = index == last
+            attention_out, _ = DualPathVisionEncoder._attention(block, block.ln_1(x), False, class_token_only)
+            x = (x[:, :1] if class_token_only else x) + attention_out
             x = x + block.ls_2(block.mlp(block.ln_2(x)))
         x = visual.ln_post(self.prompt_norm(x[:, 0]))
         return x @ visual.proj

@@ -125,9 +125,19 @@ class TestLoading:
 
 class TestDualPathVisionEncoder:
     @staticmethod
-    def test_global_feature_matches_open_clip(clip: torch.nn.Module) -> None:
+    @pytest.mark.parametrize(
+        ("feature_layers", "dpam_layers"),
+        [((24,), 19), ((), 0), ((24,), 0), ((12,), 0)],
+        ids=["dpam-last-block-class-token-only", "global-only", "original-last-block-kept", "original-middle"],
+    )
+    def test_global_feature_matches_open_clip(
+        clip: torch.nn.Module,
+        feature_layers: tuple[int, ...],
+        dpam_layers: int,
+    ) -> None:
+        """Whether or not the last block runs for the class token alone, the global feature is CLIP's."""
         images = torch.randn(2, 3, 128, 128)
-        encoder = DualPathVisionEncoder(clip.visual, 128, feature_layers=(24,), dpam_layers=19, global_ln_post=True)
+        encoder = DualPathVisionEncoder(clip.visual, 128, feature_layers, dpam_layers, global_ln_post=True)
         with torch.no_grad():
             assert torch.allclose(encoder(images).global_feature, clip.encode_image(images), atol=1e-5)
 

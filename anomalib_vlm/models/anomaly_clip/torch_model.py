@@ -102,6 +102,9 @@ class AnomalyClipModel(nn.Module):
         if temperature <= 0:
             msg = f"temperature must be > 0, got {temperature}"
             raise ValueError(msg)
+        if not feature_layers:
+            msg = "feature_layers must name at least one block: the anomaly maps come from its patch tokens"
+            raise ValueError(msg)
         if sigma < 0:
             msg = f"sigma must be >= 0, got {sigma}"
             raise ValueError(msg)

@@ -185,7 +185,7 @@ class MetaIqaModel(nn.Module):
             encoder = DualPathVisionEncoder(
                 teacher.visual,
                 image_size=self.image_size,
-                feature_layers=(len(teacher.visual.transformer.resblocks),),
+                feature_layers=(),  # the global feature only
                 dpam_layers=0,
                 global_ln_post=True,  # plain CLIP's image embedding
             )

@@ -187,7 +187,7 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         self.vision = DualPathVisionEncoder(
             self.clip.visual,
             image_size=image_size,
-            feature_layers=(depth,),
+            feature_layers=(),  # the global feature only
             dpam_layers=0,
             global_ln_post=True,
         )
