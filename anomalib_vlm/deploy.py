@@ -40,3 +40,32 @@ def compile_openvino(path: str | Path, device: str = "CPU", *, exact: bool = Tru
         raise FileNotFoundError(msg)
     config = OPENVINO_FP32_CONFIG if exact and device.upper().startswith("CPU") else {}
     return openvino.Core().compile_model(str(path), device, config)
+
+
+def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path | None = None) -> Path:
+    """Convert an exported ONNX file to OpenVINO IR, in float32, as ``AnomalibModule.to_openvino`` does.
+
+    ``to_openvino`` runs the (slow) ONNX export again before converting; where the ONNX file already exists,
+    converting it directly gives the same IR.
+
+    Args:
+        onnx_path: the ``.onnx`` file written by ``Engine.export`` or ``to_onnx``.
+        xml_path: where to write the IR. Defaults to ``weights/openvino/model.xml`` beside the ONNX file's
+            ``weights/onnx`` folder, anomalib's layout.
+
+    Returns:
+        The ``.xml`` path.
+
+    Raises:
+        FileNotFoundError: ``onnx_path`` does not exist.
+    """
+    import openvino
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        msg = f"ONNX model file not found: {onnx_path}"
+        raise FileNotFoundError(msg)
+    xml_path = Path(xml_path) if xml_path is not None else onnx_path.parent.parent / "openvino" / "model.xml"
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    openvino.save_model(openvino.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
+    return xml_path
