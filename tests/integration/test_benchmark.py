@@ -16,7 +16,7 @@ from anomalib_vlm.errors import WeightsUnavailableError
 pytestmark = pytest.mark.slow
 
 
-def test_speed_benchmark_measures_floor_model_winclip_and_training(tmp_path: Path) -> None:
+def test_speed_benchmark_measures_floor_every_model_winclip_and_training(tmp_path: Path) -> None:
     docs = tmp_path / "benchmarks.md"
     benchmark([
         "speed", "--backbone", "anomalib-vlm-tiny", "--image-size", "64", "--repeats", "3", "--warmup", "1",
@@ -27,21 +27,41 @@ def test_speed_benchmark_measures_floor_model_winclip_and_training(tmp_path: Pat
     assert names == [
         "backbone encode_image (floor)",
         "AnomalyClip eager",
+        "Supreme eager",
+        "MetaIqa eager",
         "anomalib WinClip eager",
         "AnomalyClip training step",
     ]
     assert report["settings"]["weights"].startswith("random")
     for timing in report["timings"]:
         assert timing["ms_per_image"] > 0
-        assert timing["peak_memory_mb"] > 0
+        assert timing["peak_memory_mb"] >= 0
         assert timing["images_per_second"] == pytest.approx(1000 / timing["ms_per_image"], rel=0.01)
-    eager = report["timings"][1]
-    assert eager["ratio_to_floor"] == pytest.approx(eager["ms_per_image"] / report["timings"][0]["ms_per_image"], rel=0.01)
+    floor, eager = report["timings"][:2]
+    assert floor["peak_memory_mb"] > 0  # at least the floor's own CLIP weights
+    assert eager["ratio_to_floor"] == pytest.approx(eager["ms_per_image"] / floor["ms_per_image"], rel=0.01)
     assert {target["target"] for target in report["targets"]} >= {"AnomalyClip eager <= 1.15 x backbone floor"}
     assert (tmp_path / "out" / "speed.csv").read_text().startswith("name,ms_per_image")
     page = docs.read_text()
     assert "anomalib-vlm benchmark speed --backbone anomalib-vlm-tiny" in page
     assert "cpu_count" in page
+
+
+def test_speed_benchmark_exports_each_model_and_checks_it_against_eager(tmp_path: Path) -> None:
+    benchmark([
+        "speed", "--backbone", "anomalib-vlm-tiny", "--image-size", "64", "--repeats", "2", "--warmup", "1",
+        "--models", "supreme", "--skip-winclip", "--output", str(tmp_path / "out"),
+    ])  # fmt: skip
+    report = json.loads((tmp_path / "out" / "speed.json").read_text())
+    timings = {timing["name"]: timing for timing in report["timings"]}
+    assert list(timings) == [
+        "backbone encode_image (floor)",
+        "Supreme eager",
+        "Supreme ONNX (onnxruntime)",
+        "Supreme OpenVINO",
+    ]
+    for name in ("Supreme ONNX (onnxruntime)", "Supreme OpenVINO"):
+        assert timings[name]["max_abs_difference"] <= 1e-4
 
 
 def test_accuracy_benchmark_names_the_missing_dataset(tmp_path: Path) -> None:
