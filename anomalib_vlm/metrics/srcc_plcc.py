@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from anomalib.metrics import AnomalibMetric
+from torchmetrics import Metric
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
 __all__ = ["PLCC", "SRCC"]
@@ -37,6 +38,25 @@ _DEFAULT_FIELDS = ("pred_quality", "gt_quality")
 def _flat_float(value: Any) -> torch.Tensor:
     """``[B]``, ``[B, 1]`` or integer values as the flat float tensor torchmetrics' correlations want."""
     return torch.as_tensor(value).detach().flatten().float()
+
+
+def _update_correlation(
+    metric: AnomalibMetric,
+    correlation: type[Metric],
+    batch: Any,
+    *args: Any,
+    **kwargs: Any,
+) -> None:
+    """Feed ``metric``'s two batch fields, flattened to floats, to its torchmetrics ``correlation`` class.
+
+    A function rather than a shared base class: anomalib requires every ``AnomalibMetric`` subclass to derive
+    from a torchmetrics metric as well, so the two metrics cannot share an intermediate class.
+    """
+    if any(getattr(batch, key, None) is None for key in metric.fields):
+        AnomalibMetric.update(metric, batch, *args, **kwargs)  # anomalib's handling: raise (strict) or skip
+        return
+    preds, target = (_flat_float(getattr(batch, key)) for key in metric.fields)
+    correlation.update(metric, preds, target)
 
 
 class SRCC(AnomalibMetric, SpearmanCorrCoef):  # type: ignore[misc]
@@ -54,11 +74,7 @@ class SRCC(AnomalibMetric, SpearmanCorrCoef):  # type: ignore[misc]
 
     def update(self, batch: Any, *args: Any, **kwargs: Any) -> None:
         """Add a batch's ``(prediction, target)`` fields to the running statistics."""
-        if any(getattr(batch, key, None) is None for key in self.fields):
-            super().update(batch, *args, **kwargs)  # anomalib's handling: raise (strict) or skip
-            return
-        preds, target = (_flat_float(getattr(batch, key)) for key in self.fields)
-        SpearmanCorrCoef.update(self, preds, target)
+        _update_correlation(self, SpearmanCorrCoef, batch, *args, **kwargs)
 
 
 class PLCC(AnomalibMetric, PearsonCorrCoef):  # type: ignore[misc]
@@ -79,8 +95,4 @@ class PLCC(AnomalibMetric, PearsonCorrCoef):  # type: ignore[misc]
 
     def update(self, batch: Any, *args: Any, **kwargs: Any) -> None:
         """Add a batch's ``(prediction, target)`` fields to the running statistics."""
-        if any(getattr(batch, key, None) is None for key in self.fields):
-            super().update(batch, *args, **kwargs)  # anomalib's handling: raise (strict) or skip
-            return
-        preds, target = (_flat_float(getattr(batch, key)) for key in self.fields)
-        PearsonCorrCoef.update(self, preds, target)
+        _update_correlation(self, PearsonCorrCoef, batch, *args, **kwargs)
