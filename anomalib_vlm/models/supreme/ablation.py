@@ -10,6 +10,9 @@ is where the README's seed spread comes from::
 
     python -m anomalib_vlm.models.supreme.ablation --seeds 0 1 2 3 4 --root datasets/synthetic_ood_test
 
+``--shots``, ``--epochs`` and ``--configurations`` change the regime (e.g. one shot, long tuning) for the
+configurations named.
+
 The seed sets the prompt initialisation, the shot order and the bias samples; the data and the shots drawn from
 the train split stay fixed (dataset seed 0, datamodule seed 0).
 """
@@ -64,9 +67,9 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
 METRICS = ("image_FPR95", "image_AUROC", "id_IDAccuracy")
 
 
-def synthetic_datamodule(root: Path) -> OODDataModule:
+def synthetic_datamodule(root: Path, shots: int = SHOTS) -> OODDataModule:
     """The k-shot datamodule of the synthetic OOD data (seeded shot choice)."""
-    return OODDataModule(root, shots_per_class=SHOTS, num_workers=0, train_batch_size=SHOTS, eval_batch_size=96)
+    return OODDataModule(root, shots_per_class=shots, num_workers=0, train_batch_size=shots, eval_batch_size=96)
 
 
 def quiet_engine(root: Path) -> Engine:
@@ -99,11 +102,12 @@ def run_configuration(
         tuple[Supreme, Engine, dict[str, float]]: the model, its Engine and the test metrics.
     """
     torch.manual_seed(seed)
-    model = Supreme(**(TINY_SETTINGS | options))
+    settings = TINY_SETTINGS | options
+    model = Supreme(**settings)
     engine = quiet_engine(work)
     if model.learning_type == LearningType.ONE_CLASS:
-        engine.fit(model=model, datamodule=synthetic_datamodule(root))
-    metrics = engine.test(model=model, datamodule=synthetic_datamodule(root), verbose=False)[0]
+        engine.fit(model=model, datamodule=synthetic_datamodule(root, settings["shots"]))
+    metrics = engine.test(model=model, datamodule=synthetic_datamodule(root, settings["shots"]), verbose=False)[0]
     return model, engine, {name: float(value) for name, value in metrics.items()}
 
 
@@ -114,15 +118,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("datasets/synthetic_ood_test"))
     parser.add_argument("--output", type=Path, default=Path("results/supreme/ablation"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the tiny ops are too small to split)")
+    parser.add_argument("--shots", type=int, default=SHOTS, help="shots per ID class")
+    parser.add_argument("--epochs", type=int, default=TUNING_SETTINGS["epochs"], help="tuning epochs of 'supreme'")
+    parser.add_argument("--configurations", nargs="+", choices=list(CONFIGURATIONS), default=list(CONFIGURATIONS))
     args = parser.parse_args(argv)
+    if args.shots < 1 or args.epochs < 1:
+        parser.error(f"--shots and --epochs must be >= 1, got {args.shots} and {args.epochs}")
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning").setLevel(logging.WARNING)
     logging.getLogger("anomalib").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning)
 
     root = generate_synthetic_ood_dataset(args.root, **SYNTHETIC_DATA)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGURATIONS}
-    for name, options in CONFIGURATIONS.items():
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in args.configurations}
+    for name in args.configurations:
+        options = CONFIGURATIONS[name] | {"shots": args.shots}
+        if options["mode"] == "supreme":
+            options["epochs"] = args.epochs
         for seed in args.seeds:
             work = args.output / name.replace(" ", "_") / f"seed{seed}"
             results[name].append(run_configuration(root, work, seed, visualizer=False, **options)[2])
