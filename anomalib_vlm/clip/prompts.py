@@ -70,7 +70,15 @@ def encode_text_embeddings(
     """
     from open_clip.transformer import text_global_pool
 
-    x = embeddings + clip.positional_embedding.to(embeddings.dtype)
+    positional_embedding, attn_mask = clip.positional_embedding, clip.attn_mask
+    pool_type = getattr(clip, "text_pool_type", "argmax")
+    if pool_type == "argmax" and attn_mask is not None:
+        # Causal attention: the end-of-text feature never sees the padding after it, so the tower only has to run
+        # up to the last prompt's end token (about 20 of 77 positions for AnomalyCLIP's prompts).
+        end = int(tokens.argmax(dim=-1).max()) + 1
+        embeddings, tokens = embeddings[:, :end], tokens[:, :end]
+        positional_embedding, attn_mask = positional_embedding[:end], attn_mask[:end, :end]
+    x = embeddings + positional_embedding.to(embeddings.dtype)
     batch_first = _uses_batch_first(clip)
     if not batch_first:
         x = x.permute(1, 0, 2)
@@ -82,11 +90,11 @@ def encode_text_embeddings(
                 x = torch.cat([x[:, :1], prompt.unsqueeze(0).expand(x.shape[0], -1, -1), x[:, 1 + length :]], dim=1)
             else:
                 x = torch.cat([x[:1], prompt.unsqueeze(1).expand(-1, x.shape[1], -1), x[1 + length :]], dim=0)
-        x = block(x, attn_mask=clip.attn_mask)
+        x = block(x, attn_mask=attn_mask)
     if not batch_first:
         x = x.permute(1, 0, 2)
     x = clip.ln_final(x)
-    pooled, _ = text_global_pool(x, tokens, getattr(clip, "text_pool_type", "argmax"))
+    pooled, _ = text_global_pool(x, tokens, pool_type)
     projection = clip.text_projection
     return projection(pooled) if isinstance(projection, nn.Linear) else pooled @ projection
 

@@ -209,7 +209,9 @@ class TestPrompts:
         texts = ["a photo of a damaged bottle", "a photo of a bottle"]
         with torch.no_grad():
             expected = clip.encode_text(tokenize(TINY_MODEL_NAME, texts))
-        assert torch.allclose(encode_fixed_texts(clip, TINY_MODEL_NAME, texts), expected, atol=1e-6)
+        # The tower stops at the last end token; dropping the masked padding keys only reorders float sums, so
+        # the features agree to float32 rounding (about 1e-6 on values near 3).
+        torch.testing.assert_close(encode_fixed_texts(clip, TINY_MODEL_NAME, texts), expected)
 
     @staticmethod
     def test_only_context_and_deep_prompts_are_learned(clip: torch.nn.Module) -> None:
