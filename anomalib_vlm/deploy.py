@@ -18,6 +18,15 @@ OPENVINO_FP32_CONFIG: dict[str, str] = {"INFERENCE_PRECISION_HINT": "f32"}
 """Compile configuration that keeps OpenVINO's CPU inference in float32 on every processor."""
 
 
+def _existing_file(path: str | Path, kind: str) -> Path:
+    """``path`` as a ``Path``, or a ``FileNotFoundError`` that names the kind of file and the path."""
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{kind} file not found: {path}"
+        raise FileNotFoundError(msg)
+    return path
+
+
 def compile_openvino(path: str | Path, device: str = "CPU", *, exact: bool = True) -> Any:  # noqa: ANN401
     """Compile an exported OpenVINO IR (or ONNX) file.
 
@@ -34,10 +43,7 @@ def compile_openvino(path: str | Path, device: str = "CPU", *, exact: bool = Tru
     """
     import openvino
 
-    path = Path(path)
-    if not path.is_file():
-        msg = f"OpenVINO model file not found: {path}"
-        raise FileNotFoundError(msg)
+    path = _existing_file(path, "OpenVINO model")
     config = OPENVINO_FP32_CONFIG if exact and device.upper().startswith("CPU") else {}
     return openvino.Core().compile_model(str(path), device, config)
 
@@ -61,10 +67,7 @@ def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path | None = None) 
     """
     import openvino
 
-    onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        msg = f"ONNX model file not found: {onnx_path}"
-        raise FileNotFoundError(msg)
+    onnx_path = _existing_file(onnx_path, "ONNX model")
     xml_path = Path(xml_path) if xml_path is not None else onnx_path.parent.parent / "openvino" / "model.xml"
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     openvino.save_model(openvino.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
