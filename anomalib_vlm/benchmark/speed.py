@@ -102,7 +102,7 @@ class _PeakMemory:
             time.sleep(0.01)
 
     def _sample_once(self) -> None:
-        self.peak = max(self.peak, self._process.memory_info().rss / 2**20)
+        self.peak = max(self.peak, resident_memory_mb())
 
     @contextlib.contextmanager
     def track(self) -> Iterator[_PeakMemory]:
@@ -111,10 +111,8 @@ class _PeakMemory:
             yield self
             self.peak = torch.cuda.max_memory_allocated(self.device) / 2**20
             return
-        import psutil  # a declared dependency; imported here so a missing install fails loudly, not in the thread
-
-        self._process = psutil.Process(os.getpid())
-        self._sample_once()  # a block shorter than one sampling period still gets a reading
+        # A block shorter than one sampling period still gets a reading; a missing psutil fails here, not in the thread.
+        self._sample_once()
         thread = threading.Thread(target=self._sample, daemon=True)
         thread.start()
         try:
@@ -125,13 +123,18 @@ class _PeakMemory:
             self._sample_once()
 
 
+def resident_memory_mb() -> float:
+    """This process's resident set size now, in MiB."""
+    import psutil  # a declared dependency; imported here so that importing the module stays cheap
+
+    return psutil.Process(os.getpid()).memory_info().rss / 2**20
+
+
 def current_memory_mb(device: torch.device) -> float:
     """Resident set size (CPU) or allocated memory (CUDA) now, in MiB."""
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device) / 2**20
-    import psutil
-
-    return psutil.Process(os.getpid()).memory_info().rss / 2**20
+    return resident_memory_mb()
 
 
 class VariantBench:
