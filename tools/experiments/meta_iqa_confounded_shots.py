@@ -64,7 +64,7 @@ def _srcc(model: MetaIqa, dataset: IqaDataset) -> float:
 def _finetune(model: MetaIqa, dataset: IqaDataset, steps: int) -> None:
     """Full-batch regularised SGD steps, as ``MetaIqa.training_step`` takes them."""
     optimizer = model.configure_optimizers()
-    images = model._prepare(torch.stack([dataset[index].image for index in range(len(dataset))]))  # noqa: SLF001
+    images = model._prepare(torch.stack([dataset[index].image for index in range(len(dataset))]))
     targets = torch.tensor(dataset.qualities, dtype=torch.float32)
     model.model.train()
     for _ in range(steps):
@@ -109,7 +109,8 @@ def main() -> None:
                 _finetune(model, train, args.steps)
                 train_srcc, test_srcc = _srcc(model, train), _srcc(model, test)
                 results[rule].append((train_srcc, test_srcc))
-                print(f"split {split} {rule:8s} train {train_srcc:.3f} test {test_srcc:.3f} gap {train_srcc - test_srcc:.3f}")
+                gap = train_srcc - test_srcc
+                print(f"split {split} {rule:8s} train {train_srcc:.3f} test {test_srcc:.3f} gap {gap:.3f}")
         print(f"\nmean over {args.splits} splits, {len(train)} shots, {args.steps} steps at lr {args.lr}:")
         baseline_gaps = [train_srcc - test_srcc for train_srcc, test_srcc in results["none"]]
         for rule, values in results.items():
@@ -119,7 +120,8 @@ def main() -> None:
             if rule != "none":
                 smaller = sum(tr - te < gap for (tr, te), gap in zip(values, baseline_gaps, strict=True))
                 better = sum(te > base_te for (_, te), (_, base_te) in zip(values, results["none"], strict=True))
-                line += f"; gap smaller than 'none' in {smaller}/{len(values)}, test SRCC higher in {better}/{len(values)}"
+                count = len(values)
+                line += f"; gap smaller than 'none' in {smaller}/{count}, test SRCC higher in {better}/{count}"
             print(line)
 
 
