@@ -40,7 +40,6 @@ import argparse
 import logging
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -48,7 +47,6 @@ import cv2
 import numpy as np
 import torch
 
-from anomalib_vlm.clip import load_clip_model
 from anomalib_vlm.models.supreme import ablation
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,22 +58,9 @@ IMAGE_SIZE = 32
 def pretrain(checkpoint: Path, seconds: float, seen: list[tuple[str, str]], held_out: list[tuple[str, str]]) -> None:
     """Contrastive pre-training of the tiny CLIP on the seen combinations; saves its state dict."""
     torch.manual_seed(0)
-    rng = np.random.default_rng(1)
     data = captions.CaptionedTextures(IMAGE_SIZE)
-    model = load_clip_model("anomalib-vlm-tiny", None, image_size=IMAGE_SIZE)
-    model.train()
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    start, steps = time.monotonic(), 0
-    while time.monotonic() - start < seconds:
-        combinations = [seen[index] for index in rng.choice(len(seen), 64)]
-        same = torch.tensor([[a == b for b in combinations] for a in combinations], dtype=torch.float32)
-        loss = captions.contrastive_loss(model, data.images(combinations, rng), data.tokens(combinations), same)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        steps += 1
+    model = captions.trainable_tiny_clip(IMAGE_SIZE)
+    steps = captions.pretrain(model, data, seen, np.random.default_rng(1), seconds)
     accuracy = captions.zero_shot_accuracy(model, data, {"seen": seen, "held-out": held_out})
     print(f"pre-trained {steps} steps; zero-shot caption accuracy {accuracy}", flush=True)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -117,9 +102,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
-    rng = np.random.default_rng(0)  # the same held-out combinations as the pre-training study
-    held_out = [captions.COMBINATIONS[i] for i in rng.choice(len(captions.COMBINATIONS), 6, replace=False)]
-    seen = [combination for combination in captions.COMBINATIONS if combination not in held_out]
+    # The same held-out combinations as the pre-training study.
+    seen, held_out = captions.split_combinations(np.random.default_rng(0))
     checkpoint = args.work / "tiny_caption_clip.pt"
     if not checkpoint.exists():
         torch.set_num_threads(2)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from collections.abc import Callable
 
 import numpy as np
 import open_clip
@@ -125,6 +126,50 @@ def zero_shot_accuracy(model: torch.nn.Module, data: CaptionedTextures, groups: 
     return accuracy
 
 
+def split_combinations(rng: np.random.Generator) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The seen combinations and the six held out of pre-training, drawn with ``rng``."""
+    held_out = [COMBINATIONS[index] for index in rng.choice(len(COMBINATIONS), 6, replace=False)]
+    return [combination for combination in COMBINATIONS if combination not in held_out], held_out
+
+
+def trainable_tiny_clip(image_size: int) -> torch.nn.Module:
+    """The seeded random tiny CLIP with every weight trainable, in train mode."""
+    model = load_clip_model("anomalib-vlm-tiny", None, image_size=image_size)
+    model.train()
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return model
+
+
+def pretrain(
+    model: torch.nn.Module,
+    data: CaptionedTextures,
+    seen: list[tuple[str, str]],
+    rng: np.random.Generator,
+    seconds: float,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    on_step: Callable[[int, float], None] | None = None,
+) -> int:
+    """Contrastive AdamW steps on batches of the seen combinations for ``seconds``; returns the step count.
+
+    ``on_step(step, loss)`` is called after every step (e.g. to evaluate now and then).
+    """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+    start, step = time.monotonic(), 0
+    while time.monotonic() - start < seconds:
+        combinations = [seen[index] for index in rng.choice(len(seen), batch_size)]
+        same = torch.tensor([[a == b for b in combinations] for a in combinations], dtype=torch.float32)
+        loss = contrastive_loss(model, data.images(combinations, rng), data.tokens(combinations), same)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if on_step is not None:
+            on_step(step, loss.item())
+    return step
+
+
 def main() -> None:
     """Pre-train for ``--seconds`` and print the accuracies as it goes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -136,29 +181,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    held_out = [COMBINATIONS[index] for index in rng.choice(len(COMBINATIONS), 6, replace=False)]
-    groups = {"seen": [c for c in COMBINATIONS if c not in held_out], "held-out": held_out}
+    seen, held_out = split_combinations(rng)
+    groups = {"seen": seen, "held-out": held_out}
     data = CaptionedTextures(args.image_size)
-    model = load_clip_model("anomalib-vlm-tiny", None, image_size=args.image_size)
-    model.train()
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
+    model = trainable_tiny_clip(args.image_size)
     print(f"chance {1 / len(COMBINATIONS):.3f}; untrained {zero_shot_accuracy(model, data, groups)}", flush=True)
-    start, step = time.monotonic(), 0
-    while time.monotonic() - start < args.seconds:
-        combinations = [groups["seen"][index] for index in rng.choice(len(groups["seen"]), args.batch_size)]
-        same = torch.tensor([[a == b for b in combinations] for a in combinations], dtype=torch.float32)
-        loss = contrastive_loss(model, data.images(combinations, rng), data.tokens(combinations), same)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        step += 1
+    start = time.monotonic()
+
+    def report(step: int, loss: float) -> None:
         if step % args.eval_every == 0:
             elapsed = time.monotonic() - start
-            accuracy = zero_shot_accuracy(model, data, groups)
-            print(f"step {step} {elapsed:.0f} s loss {loss.item():.3f} {accuracy}", flush=True)
-    print(f"final after {step} steps: {zero_shot_accuracy(model, data, groups)}")
+            print(f"step {step} {elapsed:.0f} s loss {loss:.3f} {zero_shot_accuracy(model, data, groups)}", flush=True)
+
+    steps = pretrain(model, data, seen, rng, args.seconds, args.lr, args.batch_size, on_step=report)
+    print(f"final after {steps} steps: {zero_shot_accuracy(model, data, groups)}")
 
 
 if __name__ == "__main__":
