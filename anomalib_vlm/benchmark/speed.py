@@ -234,14 +234,14 @@ def _matrix_products_only(visual: torch.nn.Module, batch_size: int) -> Callable[
     patches = batch_size * grid[0] * grid[1]
     tokens = patches + batch_size  # plus one class token per image
     conv = visual.conv1
-    products = [(torch.randn(patches, conv.weight[0].numel()), conv.weight.flatten(1), conv.bias)]
+    device = conv.weight.device
+    products = [(torch.randn(patches, conv.weight[0].numel(), device=device), conv.weight.flatten(1), conv.bias)]
     for module in visual.modules():
         if isinstance(module, torch.nn.MultiheadAttention):  # its input projection is not an nn.Linear
-            products.append((torch.randn(tokens, module.embed_dim), module.in_proj_weight, module.in_proj_bias))
+            inputs = torch.randn(tokens, module.embed_dim, device=device)
+            products.append((inputs, module.in_proj_weight, module.in_proj_bias))
         elif isinstance(module, torch.nn.Linear):
-            products.append((torch.randn(tokens, module.in_features), module.weight, module.bias))
-    device = conv.weight.device
-    products = [(inputs.to(device), weight, bias) for inputs, weight, bias in products]
+            products.append((torch.randn(tokens, module.in_features, device=device), module.weight, module.bias))
 
     def run() -> None:
         for inputs, weight, bias in products:
