@@ -39,10 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return importlib.import_module(OWN_COMMANDS[args[0]]).main(args[1:])
         except (AnomalibVlmError, FileNotFoundError, ValueError) as error:
-            print(f"anomalib-vlm {args[0]}: error: {error}", file=sys.stderr)  # noqa: T201
+            print(f"anomalib-vlm {args[0]}: error: {error}", file=sys.stderr)
             return 2
     if args and args[0] in {"-h", "--help"}:
-        print(__doc__)  # noqa: T201
+        print(__doc__)
     from anomalib.cli.cli import main as anomalib_main
 
     sys.argv = ["anomalib-vlm", *args]

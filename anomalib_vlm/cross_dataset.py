@@ -24,8 +24,8 @@ from typing import Any
 from anomalib.data import AnomalibDataModule
 from anomalib.engine import Engine
 from anomalib.models import AnomalibModule
-from lightning.pytorch import seed_everything
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from lightning.pytorch import seed_everything
 
 from anomalib_vlm.data.auxiliary import find_categories, import_class
 
@@ -35,7 +35,10 @@ logger = logging.getLogger(__name__)
 def metrics_table(rows: dict[str, dict[str, float]]) -> tuple[list[str], list[list[str]]]:
     """Per-category rows plus a ``mean`` row, metric values in percent with one decimal."""
     metric_names = sorted({name for values in rows.values() for name in values})
-    table = [[category] + [f"{100 * values[name]:.1f}" if name in values else "" for name in metric_names] for category, values in rows.items()]
+    table = [
+        [category] + [f"{100 * values[name]:.1f}" if name in values else "" for name in metric_names]
+        for category, values in rows.items()
+    ]
     if rows:
         means = []
         for name in metric_names:
@@ -137,8 +140,8 @@ def run(config: Namespace) -> dict[str, dict[str, float]]:
             raise FileNotFoundError(msg)
     rows = evaluate_categories(engine, model, test_data, categories)
     markdown = write_results(rows, Path(config.results_dir))
-    print(markdown.read_text())  # noqa: T201 - the table is the command's output
-    print(f"metrics written to {markdown} and {markdown.with_suffix('.csv')}")  # noqa: T201
+    print(markdown.read_text())
+    print(f"metrics written to {markdown} and {markdown.with_suffix('.csv')}")
     return rows
 
 

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _say(message: str) -> None:
-    print(f"\n=== {message}", flush=True)  # noqa: T201 - the demo talks to its user
+    print(f"\n=== {message}", flush=True)
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
@@ -85,17 +85,17 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     )
     started = time.perf_counter()
     engine.fit(model=model, datamodule=auxiliary)
-    print(f"trained in {time.perf_counter() - started:.1f} s; learning type now {model.learning_type.value}")  # noqa: T201
+    print(f"trained in {time.perf_counter() - started:.1f} s; learning type now {model.learning_type.value}")
 
     _say(f"3/4 zero-shot test on the unseen category '{args.test_category}'")
     target = MVTecAD(root=data_root, category=args.test_category, num_workers=0, seed=args.seed)
     results = engine.test(model=model, datamodule=target)
     metrics = {name: float(value) for result in results for name, value in result.items()}
     header, table = metrics_table({args.test_category: metrics})
-    print(format_markdown(header, table))  # noqa: T201
+    print(format_markdown(header, table))
     write_results({args.test_category: metrics}, output / "metrics")
     images_dir = Path(engine.trainer.default_root_dir) / "images"
-    print(f"visualisations (image, heat map, predicted mask): {images_dir}")  # noqa: T201
+    print(f"visualisations (image, heat map, predicted mask): {images_dir}")
 
     _say("4/4 export to OpenVINO and run it with anomalib's OpenVINOInferencer")
     export_path = engine.export(
@@ -105,25 +105,30 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         input_size=(args.image_size, args.image_size),
     )
     inferencer = _openvino_inferencer(export_path, cache_parent=output)
-    sample_paths = sorted((data_root / args.test_category / "test").glob("*/*.png"))[:: 7][:4]
+    sample_paths = sorted((data_root / args.test_category / "test").glob("*/*.png"))[::7][:4]
     model.eval()
     for path in sample_paths:
-        image = np.array(Image.open(path).convert("RGB").resize((args.image_size, args.image_size)))  # writable copy for torch
+        image = np.array(
+            Image.open(path).convert("RGB").resize((args.image_size, args.image_size))
+        )  # writable copy for torch
         openvino_out = inferencer.predict(image)
         with torch.no_grad():
             eager = model(torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255)
-        difference = float(np.abs(np.asarray(openvino_out.anomaly_map).squeeze() - eager.anomaly_map.numpy().squeeze()).max())
-        print(  # noqa: T201
-            f"{path.parent.name}/{path.name}: OpenVINO score {float(np.asarray(openvino_out.pred_score).squeeze()):.3f} "
+        difference = float(
+            np.abs(np.asarray(openvino_out.anomaly_map).squeeze() - eager.anomaly_map.numpy().squeeze()).max()
+        )
+        openvino_score = float(np.asarray(openvino_out.pred_score).squeeze())
+        print(
+            f"{path.parent.name}/{path.name}: OpenVINO score {openvino_score:.3f} "
             f"label {bool(np.asarray(openvino_out.pred_label).squeeze())}, eager score {float(eager.pred_score):.3f}, "
             f"max map difference {difference:.2e}",
         )
-    print(f"OpenVINO model: {export_path}")  # noqa: T201
+    print(f"OpenVINO model: {export_path}")
     return metrics
 
 
 def _openvino_inferencer(path: Path, cache_parent: Path) -> OpenVINOInferencer:
-    """anomalib's inferencer, with its compiled-model cache (``./openvino_cache``) under ``cache_parent``."""
+    """Anomalib's inferencer, with its compiled-model cache (``./openvino_cache``) under ``cache_parent``."""
     previous = Path.cwd()
     os.chdir(cache_parent)
     try:

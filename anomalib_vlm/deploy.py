@@ -27,7 +27,7 @@ def _existing_file(path: str | Path, kind: str) -> Path:
     return path
 
 
-def compile_openvino(path: str | Path, device: str = "CPU", *, exact: bool = True) -> Any:  # noqa: ANN401
+def compile_openvino(path: str | Path, device: str = "CPU", *, exact: bool = True) -> Any:
     """Compile an exported OpenVINO IR (or ONNX) file.
 
     Args:

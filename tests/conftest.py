@@ -20,7 +20,7 @@ IMAGE_SIZE = 128
 EPOCHS = 4
 
 
-def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001
+def pytest_configure(config: pytest.Config) -> None:
     """Keep test output readable: anomalib and Lightning are chatty at INFO level."""
     logging.getLogger("anomalib").setLevel(logging.WARNING)
     logging.getLogger("lightning").setLevel(logging.WARNING)

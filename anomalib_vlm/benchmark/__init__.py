@@ -14,7 +14,7 @@ SUBCOMMANDS = {"speed": "anomalib_vlm.benchmark.speed", "accuracy": "anomalib_vl
 def main(argv: Sequence[str]) -> int:
     """Dispatch to ``speed`` or ``accuracy``."""
     if not argv or argv[0] not in SUBCOMMANDS:
-        print("usage: anomalib-vlm benchmark {speed,accuracy} [options]   (--help after the subcommand)")  # noqa: T201
+        print("usage: anomalib-vlm benchmark {speed,accuracy} [options]   (--help after the subcommand)")
         return 2
     return importlib.import_module(SUBCOMMANDS[argv[0]]).main(list(argv[1:]))
 

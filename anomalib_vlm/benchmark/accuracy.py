@@ -67,7 +67,9 @@ def plot_means(rows: dict[str, dict[str, float]], paper: dict[str, float] | None
     positions = range(len(PLOTTED))
     figure, axis = plt.subplots(figsize=(7, 3.5))
     width = 0.38 if paper else 0.6
-    axis.bar([p - (width / 2 if paper else 0) for p in positions], [means[n] for n in PLOTTED], width, label="anomalib-vlm")
+    axis.bar(
+        [p - (width / 2 if paper else 0) for p in positions], [means[n] for n in PLOTTED], width, label="anomalib-vlm"
+    )
     if paper:
         axis.bar([p + width / 2 for p in positions], [paper[n] for n in PLOTTED], width, label="paper")
     axis.set_xticks(list(positions), PLOTTED)
@@ -95,7 +97,12 @@ def main(argv: Sequence[str]) -> int:
     output = args.output or Path("results/benchmark/accuracy") / args.protocol
     overrides = ["--config", str(CONFIGS / PROTOCOLS[args.protocol]), "--results_dir", str(output), *extra]
     if args.root_override:
-        overrides += ["--train_data.init_args.root", args.root_override[0], "--test_data.init_args.root", args.root_override[1]]
+        overrides += [
+            "--train_data.init_args.root",
+            args.root_override[0],
+            "--test_data.init_args.root",
+            args.root_override[1],
+        ]
     config = build_parser().parse_args(overrides)
     if args.protocol == "synthetic":
         from anomalib_vlm.data import generate_synthetic_dataset
@@ -105,7 +112,7 @@ def main(argv: Sequence[str]) -> int:
         check_inputs(config)
     rows = run(config)
     chart = plot_means(rows, PAPER.get(args.protocol), output / "metrics.png", f"AnomalyClip, {args.protocol}")
-    print(f"chart: {chart}")  # noqa: T201
+    print(f"chart: {chart}")
     if args.docs:
         header, table = metrics_table(rows)
         paper = PAPER.get(args.protocol)
@@ -120,4 +127,3 @@ def main(argv: Sequence[str]) -> int:
         append_docs_section(args.docs, f"Accuracy: AnomalyClip {args.protocol}", command.strip(), machine,
                             format_markdown(header, table) + f"\nBar chart: `{chart}` (not committed).\n")  # fmt: skip
     return 0
-

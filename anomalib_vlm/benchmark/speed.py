@@ -283,7 +283,7 @@ def _build_model(name: str, args: argparse.Namespace, dpam_layers: int) -> torch
 
 
 def _winclip_on(backbone: str, pretrained: str | None) -> torch.nn.Module:
-    """anomalib's WinClip zero-shot model with our backbone (its module constants are swapped while building)."""
+    """Anomalib's WinClip zero-shot model with our backbone (its module constants are swapped while building)."""
     from anomalib.models.image.winclip import torch_model as winclip
 
     saved = (winclip.BACKBONE, winclip.PRETRAINED)
@@ -489,7 +489,8 @@ def format_report(report: SpeedReport) -> str:
         f"{settings['threads']} threads; weights: {settings['weights']}; median of {settings['repeats']} runs after "
         f"{settings['warmup']} warm-up runs.",
         "",
-        "| variant | ms / image | images / s | peak memory (MiB) | x floor | x WinClip | max abs diff vs eager | note |",
+        "| variant | ms / image | images / s | peak memory (MiB) | x floor | x WinClip | max abs diff vs eager "
+        "| note |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for timing in report.timings:
@@ -541,7 +542,9 @@ def append_docs_section(docs: Path, title: str, command: str, machine: dict, bod
         )
     machine_line = ", ".join(f"{key} {value}" for key, value in machine.items())
     with docs.open("a") as file:
-        file.write(f"\n## {title} ({machine.get('date', '')})\n\n```bash\n{command}\n```\n\nMachine: {machine_line}\n\n{body}")
+        file.write(
+            f"\n## {title} ({machine.get('date', '')})\n\n```bash\n{command}\n```\n\nMachine: {machine_line}\n\n{body}"
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -557,7 +560,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-export", action="store_true", help="no ONNX / OpenVINO variants")
     parser.add_argument("--skip-winclip", action="store_true", help="no WinClip reference")
     parser.add_argument("--output", type=Path, default=Path("results/benchmark/speed"))
-    parser.add_argument("--docs", type=Path, default=None, help=f"also append a dated section to this page ({DOCS_FILE})")
+    parser.add_argument(
+        "--docs", type=Path, default=None, help=f"also append a dated section to this page ({DOCS_FILE})"
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -568,6 +573,6 @@ def main(argv: Sequence[str]) -> int:
     report = run_speed(args)
     command = "anomalib-vlm benchmark speed " + " ".join(argv)
     write_report(report, args.output, command.strip(), args.docs)
-    print(format_report(report))  # noqa: T201
-    print(f"written to {args.output}/speed.{{json,csv,md}}" + (f" and {args.docs}" if args.docs else ""))  # noqa: T201
+    print(format_report(report))
+    print(f"written to {args.output}/speed.{{json,csv,md}}" + (f" and {args.docs}" if args.docs else ""))
     return 0

@@ -76,7 +76,9 @@ def list_backbones() -> list[str]:
 
 
 def _looks_like_path(pretrained: str) -> bool:
-    return os.sep in pretrained or "/" in pretrained or Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"}
+    return (
+        os.sep in pretrained or "/" in pretrained or Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"}
+    )
 
 
 @contextlib.contextmanager
@@ -137,7 +139,7 @@ def _weights_help(backbone: str, tag: str) -> str:
     return (
         f"Could not obtain pretrained weights '{tag}' for CLIP model '{backbone}' (no network, or the download "
         "failed). Supply them in one of these ways:\n"
-        f"  1. download once on a machine with network access, e.g. python -c \"import open_clip; "
+        f'  1. download once on a machine with network access, e.g. python -c "import open_clip; '
         f"open_clip.create_model('{backbone}', pretrained='{tag}')\", then copy the cache folder "
         "(~/.cache/clip for OpenAI weights, ~/.cache/huggingface/hub for the others) to this machine, or point "
         "HF_HUB_CACHE / the `cache_dir` argument at it;\n"
@@ -175,7 +177,9 @@ def load_clip_model(
     """
     open_clip = _open_clip()
     if backbone not in open_clip.list_models():
-        msg = f"Unknown CLIP backbone '{backbone}'. Known open_clip models: {', '.join(sorted(open_clip.list_models()))}"
+        msg = (
+            f"Unknown CLIP backbone '{backbone}'. Known open_clip models: {', '.join(sorted(open_clip.list_models()))}"
+        )
         raise ValueError(msg)
 
     with _seeded(RANDOM_WEIGHTS_SEED):

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -230,4 +230,3 @@ class DualPathVisionEncoder(nn.Module):
         global_feature = global_token @ self.visual.proj
         patch_features = [self._project(layer_tokens[layer][:, 1:]) for layer in self.feature_layers]
         return VisionFeatures(global_feature, patch_features, grid_size)
-

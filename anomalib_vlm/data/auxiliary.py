@@ -161,15 +161,13 @@ class AuxiliaryData(AnomalibDataModule):
             folder = category_folder(self.source, self.root).resolve() / category
             datamodule = self.source(root=self.root, category=category, num_workers=0)
             try:
-                datamodule._setup()  # noqa: SLF001 - only the datasets are needed, never a download
+                datamodule._setup()
             except (RuntimeError, ValueError) as error:  # anomalib's own, e.g. "Found 0 images in ..."
                 msg = f"Category '{category}' of {self.source.__name__} could not be read from {folder}: {error}"
                 raise FileNotFoundError(msg) from None
             dataset = datamodule.train_data if self.split == "train" else datamodule.test_data
             if len(dataset) == 0:
-                msg = (
-                    f"Category '{category}' of {self.source.__name__} has no {self.split} images under {folder}"
-                )
+                msg = f"Category '{category}' of {self.source.__name__} has no {self.split} images under {folder}"
                 raise FileNotFoundError(msg)
             pooled = dataset if pooled is None else pooled + dataset
         self.train_data = pooled

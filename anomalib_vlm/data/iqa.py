@@ -170,7 +170,7 @@ def _resolve(root: Path, value: str) -> Path | None:
 def _read_live_challenge_mat(path: Path) -> pd.DataFrame:
     """LIVE Challenge's ``Data/AllMOS_release.mat`` with its sibling ``AllImages_release.mat``."""
     try:
-        from scipy.io import loadmat  # noqa: PLC0415 - only LIVE Challenge needs it
+        from scipy.io import loadmat
     except ImportError as error:  # pragma: no cover - scipy comes with anomalib's dependencies
         msg = f"Reading {path} needs scipy: pip install scipy"
         raise ImportError(msg) from error
@@ -756,7 +756,7 @@ def clean_images(
     """
     if str(source) == "skimage":
         try:
-            from skimage import data as skdata  # noqa: PLC0415 - optional dependency
+            from skimage import data as skdata
         except ImportError as error:
             msg = (
                 "source='skimage' needs scikit-image (pip install scikit-image); or use source='synthetic' or a folder"
@@ -773,7 +773,7 @@ def clean_images(
                 logger.debug("scikit-image sample '%s' is not available offline", name)
         return images[:num_images] if num_images else images
     if str(source) == "synthetic":
-        from anomalib_vlm.data.synthetic import CATEGORIES, render_normal  # noqa: PLC0415 - keeps importing this module light
+        from anomalib_vlm.data.synthetic import CATEGORIES, render_normal
 
         count = num_images or 24
         images = []

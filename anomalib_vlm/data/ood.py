@@ -110,6 +110,58 @@ def _class_folders(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if path.is_dir()) if folder.is_dir() else []
 
 
+def _id_rows(folder: Path, index: int, name: str) -> list[dict]:
+    return [{"image_path": str(p), "label_index": 0, "class_index": index, "kind": name} for p in _images_in(folder)]
+
+
+def _training_rows(train_root: Path, classes: list[str]) -> list[dict]:
+    """One row per training image of every ID class; a class folder without images is an error."""
+    rows: list[dict] = []
+    for index, name in enumerate(classes):
+        class_rows = _id_rows(train_root / name, index, name)
+        if not class_rows:
+            msg = f"ID class '{name}' has no training images in {train_root / name}"
+            raise FileNotFoundError(msg)
+        rows += class_rows
+    return rows
+
+
+def _test_rows(
+    root: Path,
+    classes: list[str],
+    train_dir: str,
+    test_dir: str,
+    ood_dir: str,
+    ood_kinds: Sequence[str] | None,
+) -> list[dict]:
+    """ID test images of the known classes, then the images of every (selected) OOD kind."""
+    unknown = sorted(set(_class_folders(root / test_dir)) - set(classes))
+    if unknown:
+        msg = f"Test class folders {unknown} under {root / test_dir} have no training folder in {root / train_dir}"
+        raise FileNotFoundError(msg)
+    rows: list[dict] = []
+    for index, name in enumerate(classes):
+        if (root / test_dir / name).is_dir():
+            rows += _id_rows(root / test_dir / name, index, name)
+    kinds = _class_folders(root / ood_dir)
+    if ood_kinds is not None:
+        missing = sorted(set(ood_kinds) - set(kinds))
+        if missing:
+            msg = f"OOD kinds {missing} not found under {root / ood_dir}; available: {kinds}"
+            raise FileNotFoundError(msg)
+        kinds = [kind for kind in kinds if kind in set(ood_kinds)]
+    for kind in kinds:
+        images = _images_in(root / ood_dir / kind)
+        if not images:
+            msg = f"OOD folder {root / ood_dir / kind} has no images"
+            raise FileNotFoundError(msg)
+        rows += [{"image_path": str(p), "label_index": 1, "class_index": OOD_CLASS_INDEX, "kind": kind} for p in images]
+    if not rows:
+        msg = f"No test images under {root / test_dir} or {root / ood_dir}"
+        raise FileNotFoundError(msg)
+    return rows
+
+
 def make_ood_samples(
     root: Path,
     split: Split,
@@ -132,42 +184,10 @@ def make_ood_samples(
     if not classes:
         msg = f"No ID class folders under {root / train_dir}: expected {root}/{train_dir}/<class>/*.png"
         raise FileNotFoundError(msg)
-    rows: list[dict] = []
     if split == Split.TRAIN:
-        for index, name in enumerate(classes):
-            images = _images_in(root / train_dir / name)
-            if not images:
-                msg = f"ID class '{name}' has no training images in {root / train_dir / name}"
-                raise FileNotFoundError(msg)
-            rows += [{"image_path": str(p), "label_index": 0, "class_index": index, "kind": name} for p in images]
+        rows = _training_rows(root / train_dir, classes)
     else:
-        test_classes = _class_folders(root / test_dir)
-        unknown = sorted(set(test_classes) - set(classes))
-        if unknown:
-            msg = f"Test class folders {unknown} under {root / test_dir} have no training folder in {root / train_dir}"
-            raise FileNotFoundError(msg)
-        for index, name in enumerate(classes):
-            if (root / test_dir / name).is_dir():
-                images = _images_in(root / test_dir / name)
-                rows += [{"image_path": str(p), "label_index": 0, "class_index": index, "kind": name} for p in images]
-        kinds = _class_folders(root / ood_dir)
-        if ood_kinds is not None:
-            missing = sorted(set(ood_kinds) - set(kinds))
-            if missing:
-                msg = f"OOD kinds {missing} not found under {root / ood_dir}; available: {kinds}"
-                raise FileNotFoundError(msg)
-            kinds = [kind for kind in kinds if kind in set(ood_kinds)]
-        for kind in kinds:
-            images = _images_in(root / ood_dir / kind)
-            if not images:
-                msg = f"OOD folder {root / ood_dir / kind} has no images"
-                raise FileNotFoundError(msg)
-            rows += [
-                {"image_path": str(p), "label_index": 1, "class_index": OOD_CLASS_INDEX, "kind": kind} for p in images
-            ]
-        if not rows:
-            msg = f"No test images under {root / test_dir} or {root / ood_dir}"
-            raise FileNotFoundError(msg)
+        rows = _test_rows(root, classes, train_dir, test_dir, ood_dir, ood_kinds)
     samples = DataFrame(rows)
     samples["split"] = str(split.value)
     samples["mask_path"] = ""
@@ -395,6 +415,28 @@ def _write(path: Path, image: np.ndarray) -> None:
         raise OSError(msg)
 
 
+def _check_synthetic_ood_arguments(id_classes: list[str], ood_kinds: Sequence[str], counts: dict[str, int]) -> None:
+    """Raise ``ValueError`` naming the first bad argument of :func:`generate_synthetic_ood_dataset`."""
+    unknown = [name for name in id_classes if name not in CATEGORIES]
+    if unknown or not id_classes or len(set(id_classes)) != len(id_classes) or len(id_classes) > len(_CLASS_TINTS):
+        msg = (
+            f"id_classes must be 1 to {len(_CLASS_TINTS)} distinct synthetic categories ({', '.join(CATEGORIES)}), "
+            f"got {id_classes}"
+        )
+        raise ValueError(msg)
+    bad_kinds = [kind for kind in ood_kinds if kind not in SYNTHETIC_OOD_KINDS]
+    if bad_kinds or not ood_kinds:
+        msg = f"ood_kinds must be a non-empty subset of {SYNTHETIC_OOD_KINDS}, got {list(ood_kinds)}"
+        raise ValueError(msg)
+    if "objects" in ood_kinds and all(name in id_classes for name in _OBJECT_CATEGORIES):
+        msg = f"'objects' OOD needs an object category not among the ID classes {id_classes}"
+        raise ValueError(msg)
+    for name, value in counts.items():
+        if value < 1:
+            msg = f"{name} must be >= 1, got {value}"
+            raise ValueError(msg)
+
+
 def generate_synthetic_ood_dataset(
     root: str | Path,
     id_classes: Sequence[str] = SYNTHETIC_ID_CLASSES,
@@ -432,25 +474,10 @@ def generate_synthetic_ood_dataset(
         ValueError: unknown category or OOD kind, an ID class that is also an object OOD category, or counts < 1.
     """
     id_classes = list(id_classes)
-    unknown = [name for name in id_classes if name not in CATEGORIES]
-    if unknown or not id_classes or len(set(id_classes)) != len(id_classes) or len(id_classes) > len(_CLASS_TINTS):
-        msg = (
-            f"id_classes must be 1 to {len(_CLASS_TINTS)} distinct synthetic categories ({', '.join(CATEGORIES)}), "
-            f"got {id_classes}"
-        )
-        raise ValueError(msg)
-    bad_kinds = [kind for kind in ood_kinds if kind not in SYNTHETIC_OOD_KINDS]
-    if bad_kinds or not ood_kinds:
-        msg = f"ood_kinds must be a non-empty subset of {SYNTHETIC_OOD_KINDS}, got {list(ood_kinds)}"
-        raise ValueError(msg)
+    _check_synthetic_ood_arguments(
+        id_classes, ood_kinds, {"num_train": num_train, "num_test": num_test, "num_ood": num_ood}
+    )
     objects = [name for name in _OBJECT_CATEGORIES if name not in id_classes]
-    if "objects" in ood_kinds and not objects:
-        msg = f"'objects' OOD needs an object category not among the ID classes {id_classes}"
-        raise ValueError(msg)
-    for name, value in {"num_train": num_train, "num_test": num_test, "num_ood": num_ood}.items():
-        if value < 1:
-            msg = f"{name} must be >= 1, got {value}"
-            raise ValueError(msg)
 
     root = Path(root)
     settings = {

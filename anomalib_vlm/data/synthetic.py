@@ -885,5 +885,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
     )
-    print(f"synthetic categories in MVTec AD layout under {root.resolve()}")  # noqa: T201
+    print(f"synthetic categories in MVTec AD layout under {root.resolve()}")
     return 0

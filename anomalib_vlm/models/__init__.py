@@ -1,8 +1,11 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""anomalib-vlm's models. Each is a direct ``AnomalibModule`` subclass, so importing this package is enough for
-``anomalib.models.get_model("<snake_name>")`` and for the CLI's short class names."""
+"""The models of anomalib-vlm.
+
+Each is a direct ``AnomalibModule`` subclass, so importing this package is enough for
+``anomalib.models.get_model("<snake_name>")`` and for the CLI's short class names.
+"""
 
 from .anomaly_clip import AnomalyClip
 from .meta_iqa import MetaIqa

@@ -41,7 +41,7 @@ class ClipBackboneModule:
         export_root: Path | str,
         model_file_name: str = "model",
         input_size: tuple[int, int] | None = None,
-        **kwargs: Any,  # noqa: ANN401
+        **kwargs: Any,
     ) -> Path:
         """Export to ONNX (used by ``to_openvino`` too) at opset 18 unless told otherwise.
 
@@ -101,9 +101,9 @@ class ClipBackboneModule:
     def load_from_checkpoint(  # type: ignore[override]
         cls,
         checkpoint_path: str | Path,
-        *args: Any,  # noqa: ANN401
-        **kwargs: Any,  # noqa: ANN401
-    ) -> Any:  # noqa: ANN401
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
         """Load a checkpoint; a ``backbone`` override that differs from the checkpoint's fails before any loading.
 
         Raises:
@@ -148,7 +148,7 @@ class ClipBackboneModule:
             if key.startswith(FROZEN_PREFIX):
                 state_dict.setdefault(key, value)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:  # noqa: ANN401
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Load a state dict, then refresh what is derived from it."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
         self.refresh_cached_features()

@@ -28,7 +28,9 @@ TINY_MODEL_ARGS = [
 
 
 def _run(*args: str | Path, cwd: Path = REPO) -> str:
-    result = subprocess.run([str(arg) for arg in args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600)
+    result = subprocess.run(
+        [str(arg) for arg in args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600
+    )
     assert result.returncode == 0, f"{' '.join(map(str, args))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr
 
@@ -50,7 +52,7 @@ def test_anomalib_cli_trains_anomaly_clip_on_a_folder_dataset(synthetic_root: Pa
 
 
 def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp_path: Path) -> None:
-    """``anomalib-vlm`` is anomalib's CLI with ``--model AnomalyClip``: train on auxiliary data, test zero-shot, export."""
+    """``anomalib-vlm`` is anomalib's CLI with ``--model AnomalyClip``: train on auxiliary data, test, export."""
     cli = BIN / "anomalib-vlm"
     _run(
         cli, "train", "--config", REPO / "configs/anomaly_clip/tiny_synthetic_train.yaml",

@@ -92,15 +92,19 @@ def test_openvino_inferencer_runs_the_export(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """anomalib's OpenVINOInferencer on an image file gives the eager model's score and map."""
+    """Anomalib's OpenVINOInferencer on an image file gives the eager model's score and map."""
     monkeypatch.chdir(tmp_path)  # the inferencer writes its compiled-model cache to ./openvino_cache
     inferencer = OpenVINOInferencer(path=exported["openvino"], device="CPU", config=OPENVINO_FP32_CONFIG)
     defect = sorted((synthetic_root / UNSEEN_CATEGORY / "test" / "hole").glob("*.png"))[0]
     prediction = inferencer.predict(defect)
     image = np.asarray(Image.open(defect).convert("RGB"), dtype=np.float32) / 255
     eager = _eager(trained_run, torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0))
-    assert float(np.asarray(prediction.pred_score).squeeze()) == pytest.approx(float(eager["pred_score"][0]), abs=TOLERANCE)
-    np.testing.assert_allclose(np.asarray(prediction.anomaly_map).squeeze(), eager["anomaly_map"].squeeze(), atol=TOLERANCE)
+    assert float(np.asarray(prediction.pred_score).squeeze()) == pytest.approx(
+        float(eager["pred_score"][0]), abs=TOLERANCE
+    )
+    np.testing.assert_allclose(
+        np.asarray(prediction.anomaly_map).squeeze(), eager["anomaly_map"].squeeze(), atol=TOLERANCE
+    )
     assert bool(np.asarray(prediction.pred_label).squeeze())  # a hole on an unseen category is flagged
 
 

@@ -48,7 +48,7 @@ def test_every_model_has_a_notebook() -> None:
     """One walkthrough per model of the package, named like anomalib names the model (``anomaly_clip``)."""
     from anomalib.utils.path import convert_to_snake_case
 
-    import anomalib_vlm.models as models
+    from anomalib_vlm import models
 
     expected = {f"{convert_to_snake_case(name)}.ipynb" for name in models.__all__}
     assert expected <= {path.name for path in NOTEBOOKS}

@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from anomalib_vlm.clip import (
     TINY_MODEL_NAME,
@@ -65,7 +66,7 @@ class TestLoading:
 
     @staticmethod
     def test_missing_or_wrong_checkpoint_file(tmp_path) -> None:  # noqa: ANN001
-        with pytest.raises(FileNotFoundError, match="missing.pt"):
+        with pytest.raises(FileNotFoundError, match=re.escape("missing.pt")):
             load_clip_model(TINY_MODEL_NAME, pretrained=str(tmp_path / "missing.pt"))
         wrong = tmp_path / "wrong.pt"
         torch.save({"token_embedding.weight": torch.zeros(3, 3)}, wrong)
@@ -108,7 +109,6 @@ class TestLoading:
         assert "cache" in message
         assert error.value.__cause__ is None
         assert error.value.__suppress_context__
-
 
     @staticmethod
     def test_unreachable_host_fails_before_any_download(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -218,9 +218,7 @@ def test_clean_image_sources(tmp_path: Path) -> None:
     assert clean_images(tmp_path / "clean", image_size=16)[0][1].shape == (16, 16, 3)
     with pytest.raises(FileNotFoundError, match="neither 'skimage', 'synthetic' nor an existing folder"):
         clean_images(tmp_path / "missing")
-    try:
-        import skimage
-    except ImportError:
+    if importlib.util.find_spec("skimage") is None:
         with pytest.raises(ImportError, match="pip install scikit-image"):
             clean_images("skimage")
     else:  # scikit-image's bundled photographs, offline

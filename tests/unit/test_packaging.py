@@ -1,10 +1,12 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""Packaging: our requirements install together with anomalib's own ``clip`` extra, and the tiny config ships."""
+"""Packaging: our requirements install with anomalib's ``clip`` extra, the tiny config ships, the code is lint-clean."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import requires
 from pathlib import Path
 
@@ -27,9 +29,11 @@ def test_core_dependencies_are_declared() -> None:
 
 
 def test_open_clip_range_agrees_with_anomalibs_clip_extra() -> None:
-    """anomalib pins open-clip-torch < 2.26.1 in its `clip` extra; every version we accept must satisfy it."""
+    """Anomalib pins open-clip-torch < 2.26.1 in its `clip` extra; every version we accept must satisfy it."""
     anomalib_clip = next(
-        Requirement(line) for line in requires("anomalib") or [] if line.startswith("open-clip-torch") and "clip" in line
+        Requirement(line)
+        for line in requires("anomalib") or []
+        if line.startswith("open-clip-torch") and "clip" in line
     )
     ours = _project_requirements()["open-clip-torch"].specifier
     for version in ("2.23.0", "2.24.0", "2.26.0", "2.26.1", "2.29.0"):
@@ -46,3 +50,17 @@ def test_tiny_model_config_ships_with_the_package() -> None:
     assert TINY_MODEL_NAME in list_backbones()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "configs/*.json" in project["tool"]["setuptools"]["package-data"]["anomalib_vlm.clip"]
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_code_passes_ruff(command: list[str]) -> None:
+    """The pyproject's ruff rules hold for the package, the tests, the tools and the notebooks."""
+    pytest.importorskip("ruff")
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "--no-cache", str(REPO)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -40,16 +40,18 @@ def _features(image: np.ndarray) -> np.ndarray:
     lum = rgb @ np.asarray([0.299, 0.587, 0.114], np.float32)
     saturation = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)[..., 1].astype(np.float32) / 255
     blur3, blur9 = cv2.blur(lum, (3, 3)), cv2.blur(lum, (9, 9))
-    return np.array([
-        *rgb.mean((0, 1)),
-        saturation.mean(),
-        lum.std(),
-        np.abs(np.diff(lum, axis=1)).mean(),
-        np.abs(np.diff(lum, axis=0)).mean(),
-        np.abs(lum - blur3).mean(),
-        np.abs(blur3 - blur9).mean(),
-        blur9.std(),
-    ])
+    return np.array(
+        [
+            *rgb.mean((0, 1)),
+            saturation.mean(),
+            lum.std(),
+            np.abs(np.diff(lum, axis=1)).mean(),
+            np.abs(np.diff(lum, axis=0)).mean(),
+            np.abs(lum - blur3).mean(),
+            np.abs(blur3 - blur9).mean(),
+            blur9.std(),
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------------ constants

@@ -50,6 +50,7 @@ from .torch_model import AnomalyClipModel, ImageScore
 
 logger = logging.getLogger(__name__)
 
+
 class AnomalyClip(ClipBackboneModule, AnomalibModule):
     """AnomalyCLIP as an anomalib model.
 
@@ -157,15 +158,17 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         Args:
             image_size (tuple[int, int] | None): model input size. Defaults to ``(518, 518)``.
         """
-        transform = Compose([
-            Resize(image_size or (518, 518), antialias=True, interpolation=InterpolationMode.BICUBIC),
-            Normalize(mean=CLIP_MEAN, std=CLIP_STD),
-        ])
+        transform = Compose(
+            [
+                Resize(image_size or (518, 518), antialias=True, interpolation=InterpolationMode.BICUBIC),
+                Normalize(mean=CLIP_MEAN, std=CLIP_STD),
+            ]
+        )
         return PreProcessor(transform=transform)
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:
-        """anomalib's default post-processor: adaptive thresholds and min-max normalisation from validation."""
+        """Anomalib's default post-processor: adaptive thresholds and min-max normalisation from validation."""
         return PostProcessor()
 
     @staticmethod
@@ -233,7 +236,7 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         labels[normal] = (new_masks.flatten(1).amax(1) > 0).long()
         return images, labels, masks
 
-    def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+    def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """One prompt update on an anomalib ``ImageBatch`` (``image``, ``gt_label`` and, if present, ``gt_mask``)."""
         del args, kwargs  # These variables are not used.
         if batch.gt_label is None:
@@ -250,7 +253,7 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         del outputs, batch, batch_idx  # These variables are not used.
         self.model.prompts_trained.fill_(True)
 
-    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Score a validation batch (collects thresholds and normalisation statistics)."""
         del args, kwargs  # These variables are not used.
         predictions = self.model(batch.image)

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 
-def focal_loss(probabilities: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, eps: float = 1e-5) -> torch.Tensor:
+def focal_loss(
+    probabilities: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, eps: float = 1e-5
+) -> torch.Tensor:
     """Focal loss on class probabilities.
 
     Args:
@@ -82,8 +84,8 @@ class AnomalyClipLoss(nn.Module):
             has_mask = (labels == 0) | (masks.flatten(1).sum(1) > 0)
             if has_mask.any():
                 masks = masks[has_mask]
-                for probabilities in layer_probabilities:
-                    probabilities = probabilities[has_mask]
+                for all_probabilities in layer_probabilities:
+                    probabilities = all_probabilities[has_mask]
                     pixel_loss = pixel_loss + focal_loss(probabilities, masks)
                     pixel_loss = pixel_loss + dice_loss(probabilities[:, 1], masks)
                     pixel_loss = pixel_loss + dice_loss(probabilities[:, 0], 1 - masks)

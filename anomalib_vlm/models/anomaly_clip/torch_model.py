@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from anomalib.data import InferenceBatch
 from anomalib.models.components.filters.blur import compute_kernel_size
 from kornia.filters import GaussianBlur2d

@@ -171,11 +171,13 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             image_size (tuple[int, int] | None): model input size. Defaults to ``(224, 224)``.
         """
         size = image_size or (224, 224)
-        transform = Compose([
-            Resize(size[0], antialias=True, interpolation=InterpolationMode.BICUBIC),
-            CenterCrop(size),
-            Normalize(mean=CLIP_MEAN, std=CLIP_STD),
-        ])
+        transform = Compose(
+            [
+                Resize(size[0], antialias=True, interpolation=InterpolationMode.BICUBIC),
+                CenterCrop(size),
+                Normalize(mean=CLIP_MEAN, std=CLIP_STD),
+            ]
+        )
         return PreProcessor(transform=transform)
 
     @staticmethod

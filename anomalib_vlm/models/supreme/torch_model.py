@@ -181,7 +181,6 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         self.class_names: list[str] = []
 
         self.clip = load_clip_model(backbone, pretrained, cache_dir)
-        depth = len(self.clip.visual.transformer.resblocks)
         # The standard CLIP image embedding (class token, ln_post, projection), any input size, SDPA attention
         # (exportable): DualPathVisionEncoder without surgery.
         self.vision = DualPathVisionEncoder(
