@@ -7,16 +7,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from anomalib.data import ImageBatch
+from anomalib.data.transforms.utils import extract_transforms_by_type
+from anomalib.pre_processing.utils.transform import get_exportable_transform
+from torchvision.transforms.v2 import CenterCrop, Compose, InterpolationMode, Normalize, Resize
 
+from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
+from anomalib_vlm.clip.transforms import ResizeShorterSideCenterCrop
 from anomalib_vlm.data.ood import OODDataModule, OODImageBatch, generate_synthetic_ood_dataset
 from anomalib_vlm.metrics import FPR95, IDAccuracy, fpr_at_tpr
+from anomalib_vlm.models.supreme import Supreme
 from anomalib_vlm.models.supreme.torch_model import SupremeModel, check_class_names, mcm_terms
 
 IMAGE_SIZE = 64  # the tiny backbone accepts any size; small images keep these tests fast
+TINY = {"backbone": "anomalib-vlm-tiny", "pretrained": None, "image_size": IMAGE_SIZE, "shots": 2}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -109,6 +119,8 @@ class TestBadInput:
             check_class_names(["wood", "tile", "Wood"])
         with pytest.raises(ValueError, match=r"blank names at positions \[1\]"):
             check_class_names(["wood", "  "])
+        with pytest.raises(ValueError, match=r"'metal nut' \(same as 'metal_nut'\)"):
+            check_class_names(["metal_nut", "metal nut"])  # the prompts read "_" as a space
 
     @staticmethod
     def test_shots(tiny_model: SupremeModel) -> None:
@@ -225,3 +237,61 @@ class TestOODData:
             _ = OODDataModule(ood_root, class_names=["a", "b", "c"]).class_names
         with pytest.raises(ValueError, match="id_classes must be"):
             generate_synthetic_ood_dataset(tmp_path / "x", id_classes=["wood", "wood"])
+
+
+class TestLightningSetup:
+    """What ``Supreme.setup`` checks before any tuning or scoring."""
+
+    @staticmethod
+    def test_shot_files_of_any_size_and_an_unreadable_one(tmp_path: Path) -> None:
+        for name, shape in (("a", (40, 64)), ("b", (64, 40))):  # non-square, and not the model's size
+            (tmp_path / name).mkdir()
+            cv2.imwrite(str(tmp_path / name / "0.png"), np.full((*shape, 3), 100, np.uint8))
+        model = Supreme(mode="smmp", class_names=["a", "b"], few_shot_source=str(tmp_path), **TINY)
+        model.setup("validate")
+        assert model.model.image_prototypes.shape == (2, 64)
+        (tmp_path / "b" / "1.png").write_bytes(b"not a png")
+        model = Supreme(mode="smmp", class_names=["a", "b"], few_shot_source=str(tmp_path), **TINY)
+        with pytest.raises(ValueError, match=r"Shot image .*1\.png of ID class 'b' cannot be read"):
+            model.setup("validate")
+
+    @staticmethod
+    def test_class_names_must_be_the_datamodules(ood_root: Path) -> None:
+        """``gt_class`` indexes the model's classes, so other names or another order would mislabel silently."""
+        datamodule = OODDataModule(ood_root, shots_per_class=1, num_workers=0)
+        assert datamodule.class_names == ["tile", "wood"]
+        model = Supreme(mode="mcm", class_names=["wood", "tile"], **TINY)
+        model._trainer = SimpleNamespace(datamodule=datamodule)  # what Engine.fit / test attach
+        with pytest.raises(ValueError, match=r"model's ID classes \['wood', 'tile'\] are not the datamodule's"):
+            model.setup("test")
+        model = Supreme(mode="mcm", class_names=["Tile", "wood"], **TINY)
+        model._trainer = SimpleNamespace(datamodule=datamodule)
+        model.setup("test")  # same names in the same order, case aside
+
+    @staticmethod
+    def test_supreme_mode_refuses_a_single_class() -> None:
+        model = Supreme(mode="supreme", class_names=["bottle"], **TINY)
+        with pytest.raises(ValueError, match=r"constant for the single class 'bottle'.*mode='smmp'"):
+            model.setup("fit")
+
+    @staticmethod
+    def test_preprocessing_crops_each_image_before_collation() -> None:
+        """Anomalib moves the first ``Resize`` into the dataset: it must already give square, centre-cropped images."""
+        transform = Supreme.configure_pre_processor((32, 32)).transform
+        moved = extract_transforms_by_type(transform, Resize)
+        assert len(moved) == 1
+        assert isinstance(moved[0], ResizeShorterSideCenterCrop)
+        wide = torch.rand(3, 40, 64, generator=torch.Generator().manual_seed(0))
+        assert moved[0](wide).shape == (3, 32, 32)
+        clip_reference = Compose(
+            [
+                Resize(32, interpolation=InterpolationMode.BICUBIC, antialias=True),
+                CenterCrop(32),
+                Normalize(mean=CLIP_MEAN, std=CLIP_STD),
+            ]
+        )
+        torch.testing.assert_close(transform(wide), clip_reference(wide))
+        square = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(get_exportable_transform(transform)(square), transform(square))
+        with pytest.raises(ValueError, match=r"square inputs .*\(32, 48\)"):
+            Supreme.configure_pre_processor((32, 48))

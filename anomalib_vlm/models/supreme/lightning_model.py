@@ -45,9 +45,10 @@ from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from torchvision.transforms.v2 import CenterCrop, Compose, InterpolationMode, Normalize, Resize
+from torchvision.transforms.v2 import Compose, Normalize
 
 from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
+from anomalib_vlm.clip.transforms import ResizeShorterSideCenterCrop
 from anomalib_vlm.metrics import FPR95, IDAccuracy
 from anomalib_vlm.models.components import ClipBackboneModule
 
@@ -169,15 +170,15 @@ class Supreme(ClipBackboneModule, AnomalibModule):
 
         Args:
             image_size (tuple[int, int] | None): model input size. Defaults to ``(224, 224)``.
+
+        Raises:
+            ValueError: a non-square ``image_size``.
         """
         size = image_size or (224, 224)
-        transform = Compose(
-            [
-                Resize(size[0], antialias=True, interpolation=InterpolationMode.BICUBIC),
-                CenterCrop(size),
-                Normalize(mean=CLIP_MEAN, std=CLIP_STD),
-            ]
-        )
+        if size[0] != size[1]:
+            msg = f"Supreme takes square inputs (CLIP's centre crop), got image_size {tuple(size)}"
+            raise ValueError(msg)
+        transform = Compose([ResizeShorterSideCenterCrop(size[0]), Normalize(mean=CLIP_MEAN, std=CLIP_STD)])
         return PreProcessor(transform=transform)
 
     @staticmethod
@@ -250,6 +251,23 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         )
         raise ValueError(msg)
 
+    def _check_datamodule_classes(self, datamodule: Any) -> None:
+        """The model's classes must be the datamodule's, in its order: ``gt_class`` indexes them."""
+        names = getattr(datamodule, "class_names", None)
+        if not names:
+            return
+
+        def key(name: str) -> str:
+            return " ".join(str(name).replace("_", " ").lower().split())
+
+        if [key(name) for name in names] != [key(name) for name in self.model.class_names]:
+            msg = (
+                f"The model's ID classes {self.model.class_names} are not the datamodule's {list(names)} (same names, "
+                "same order): its gt_class labels would pick the wrong prompts and shots. Leave class_names unset to "
+                "take the datamodule's, or list them in its order."
+            )
+            raise ValueError(msg)
+
     def _read_shots(self, source: str | Mapping[str, Sequence[str]]) -> dict[str, torch.Tensor]:
         if isinstance(source, (str, Path)):
             folder = Path(source)
@@ -267,9 +285,17 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             if not paths:
                 msg = f"ID class '{name}' has no shots in few_shot_source: every ID class needs at least one image."
                 raise ValueError(msg)
-            images = torch.stack([read_image(str(path), as_tensor=True) for path in paths])
-            shots[name] = self.pre_processor.transform(images)
+            shots[name] = torch.stack([self.pre_processor.transform(self._read_shot(name, path)) for path in paths])
         return shots
+
+    @staticmethod
+    def _read_shot(name: str, path: str | Path) -> torch.Tensor:
+        """One shot image as an RGB float tensor; an unreadable file is named in the error."""
+        try:
+            return read_image(str(path), as_tensor=True)
+        except OSError as error:  # PIL's UnidentifiedImageError is an OSError
+            msg = f"Shot image {path} of ID class '{name}' cannot be read as an image: {error}"
+            raise ValueError(msg) from None
 
     def _collect_shots(self, dataloader: Any) -> dict[str, torch.Tensor]:
         """Take up to ``shots`` images per class from a loader of anomalib batches (``gt_class`` if present).
@@ -315,6 +341,15 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if not self.model.class_names:
             self.model.set_classes(self._class_names_from(datamodule))
+        else:
+            self._check_datamodule_classes(datamodule)
+        if self.model.mode == SupremeMode.SUPREME and self.model.num_classes == 1 and not bool(self.model.tuned):
+            msg = (
+                f"mode='supreme' tunes its prompts with cross-entropy over the ID classes, which is constant for the "
+                f"single class '{self.model.class_names[0]}'. For one-class use (e.g. an MVTec AD category) choose "
+                "mode='smmp' (training-free text and image prototypes) or mode='mcm'."
+            )
+            raise ValueError(msg)
         if self.model.mode == SupremeMode.MCM or self.model.has_image_prototypes:
             return
         if self.hparams.few_shot_source is not None:

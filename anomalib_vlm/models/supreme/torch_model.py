@@ -77,7 +77,7 @@ def check_class_names(class_names: Sequence[str]) -> list[str]:
     """Validate ID class names: a non-empty list of distinct, non-blank strings.
 
     Raises:
-        ValueError: the list is empty, a name is blank, or names repeat (case and spacing ignored).
+        ValueError: the list is empty, a name is blank, or names repeat (case, spacing and "_" ignored).
     """
     if isinstance(class_names, str):
         class_names = [class_names]
@@ -92,7 +92,7 @@ def check_class_names(class_names: Sequence[str]) -> list[str]:
     seen: dict[str, str] = {}
     duplicates = []
     for name in names:
-        key = " ".join(name.lower().split())
+        key = " ".join(name.replace("_", " ").lower().split())  # the prompts read "_" as a space
         if key in seen:
             duplicates.append(f"'{name}' (same as '{seen[key]}')")
         seen.setdefault(key, name)

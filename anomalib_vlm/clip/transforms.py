@@ -1,0 +1,41 @@
+# Copyright (C) 2026 anomalib-vlm authors
+# SPDX-License-Identifier: Apache-2.0
+
+"""CLIP's image preprocessing as anomalib pre-processor transforms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anomalib.data.transforms import ExportableCenterCrop
+from torchvision.transforms.v2 import InterpolationMode, Resize
+
+
+class ResizeShorterSideCenterCrop(Resize):
+    """CLIP's geometry: resize the shorter side to ``size``, then crop the centre ``size x size``.
+
+    One ``Resize`` rather than ``Resize`` followed by ``CenterCrop``, because anomalib's datamodules move the
+    model's first ``Resize`` into the dataset and run the rest after collation. A lone shorter-side resize would
+    leave non-square images (ImageNet, OOD photographs) with different shapes, and anomalib's collate would then
+    stretch them all to the largest one, so the crop, and the score, would depend on the other images in the
+    batch. Here every image leaves the dataset square. The crop is anomalib's exportable one, and anomalib's
+    export turns off the antialiasing of this resize as of any other.
+
+    Args:
+        size (int): side of the square output.
+        interpolation (InterpolationMode): resize interpolation. Defaults to bicubic, as CLIP.
+        antialias (bool): antialias the resize. Defaults to ``True``.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        interpolation: InterpolationMode = InterpolationMode.BICUBIC,
+        antialias: bool = True,
+    ) -> None:
+        super().__init__(size, interpolation=interpolation, antialias=antialias)
+        self.center_crop = ExportableCenterCrop(size)
+
+    def forward(self, *inputs: Any) -> Any:
+        """Resize the shorter side, then crop the centre."""
+        return self.center_crop(super().forward(*inputs))
