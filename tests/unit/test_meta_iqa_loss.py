@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""MetaIqa's losses, the gradient-regularisation rules, and the SRCC/PLCC metrics."""
+"""MetaIqa's losses, the gradient-regularisation rules, its semantic anchor, and the SRCC/PLCC metrics."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from scipy.stats import pearsonr, spearmanr
 from anomalib_vlm.data.iqa import IqaBatch
 from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
 from anomalib_vlm.models.meta_iqa.loss import quality_loss, regularize_gradients, semantic_loss
+from anomalib_vlm.models.meta_iqa.torch_model import SCENE_CLASSES, MetaIqaModel
 
 
 def test_quality_loss_is_soft_bce_minimised_at_the_target() -> None:
@@ -72,3 +73,16 @@ def test_metrics_report_missing_fields() -> None:
     lenient = PLCC(strict=False)
     lenient.update(batch)
     assert lenient.compute() is None
+
+
+def test_the_semantic_anchor_scenes_are_an_option() -> None:
+    """Default: the paper's nine scenes; a line can anchor on its own content instead (at least two scenes)."""
+    tiny = {"backbone": "anomalib-vlm-tiny", "pretrained": None, "image_size": 32, "visual_prompt_tokens": 2}
+    assert MetaIqaModel(**tiny).scene_classes == SCENE_CLASSES
+    model = MetaIqaModel(**tiny, scene_classes=["screw", "metal nut", "cable"])
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    features = model.image_features(images)
+    assert model.scene_logits(features).shape == (2, 3)
+    assert model.teacher_scene_logits(images).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"at least two non-blank scenes .*\['screw'\]"):
+        MetaIqaModel(**tiny, scene_classes=["screw"])

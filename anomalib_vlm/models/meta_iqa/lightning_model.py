@@ -85,6 +85,9 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
             ``"grmp"``.
         gradient_lambda (float): λ of the gradient regularisation. Defaults to ``5.0``.
         kl_temperature (float): temperature of the scene KL. Defaults to ``1.0``.
+        scene_classes (list[str] | None): the semantic anchor's scenes ("a photo of a {scene}"), at least two;
+            ``None`` = the nine of the paper (LIQE's wording). Set them to your content, e.g. the parts your line
+            inspects. Defaults to ``None``.
         learning_rate (float): SGD learning rate of fine-tuning. Defaults to ``1e-3``.
         weight_decay (float): SGD weight decay. Defaults to ``1e-4``.
         momentum (float): SGD momentum (the official code uses plain SGD). Defaults to ``0.0``.
@@ -121,6 +124,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         gradient_rule: str = "grmp",
         gradient_lambda: float = 5.0,
         kl_temperature: float = 1.0,
+        scene_classes: list[str] | None = None,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
         momentum: float = 0.0,
@@ -168,6 +172,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
             visual_prompt_depth=visual_prompt_depth,
             visual_prompt_dropout=visual_prompt_dropout,
             finetune_blocks=finetune_blocks,
+            scene_classes=scene_classes,
             cache_dir=cache_dir,
         )
         # Two gradients per step are combined by hand, so Lightning must not call backward itself.

@@ -9,14 +9,14 @@ returns anomalib's :class:`~anomalib.data.InferenceBatch` with ``pred_score = 1 
 "low quality", so "higher = worse" like an anomaly score), from text features cached in a buffer: the export is
 one image tensor in, one score out, no tokenizer or text tower in the graph.
 
-For the fine-tuning regulariser the model also gives the class distribution over 9 scene prompts
-("a photo of a {animal, cityscape, ...}"), with its own (fine-tuned) towers and with a frozen zero-shot CLIP
+For the fine-tuning regulariser the model also gives the class distribution over scene prompts (by default the
+9 of "a photo of a {animal, cityscape, ...}"), with its own (fine-tuned) towers and with a frozen zero-shot CLIP
 (the semantic anchor, loaded lazily and never saved).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -64,7 +64,12 @@ class MetaIqaModel(nn.Module):
         visual_prompt_depth (int | None): vision blocks with prompts; ``None`` = all. Defaults to ``None``.
         visual_prompt_dropout (float): dropout on the projected visual prompts. Defaults to ``0.1``.
         finetune_blocks (int): last blocks of each tower trained in fine-tuning. Defaults to ``4``.
+        scene_classes (Sequence[str] | None): the semantic anchor's classes, as in "a photo of a {scene}"; at least
+            two. ``None`` = :data:`SCENE_CLASSES`. Defaults to ``None``.
         cache_dir (str | Path | None): open_clip weight cache. Defaults to open_clip's own.
+
+    Raises:
+        ValueError: fewer than two scene classes, or a bad ``finetune_blocks``.
     """
 
     def __init__(
@@ -77,9 +82,17 @@ class MetaIqaModel(nn.Module):
         visual_prompt_depth: int | None = None,
         visual_prompt_dropout: float = 0.1,
         finetune_blocks: int = 4,
+        scene_classes: Sequence[str] | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
+        self.scene_classes = SCENE_CLASSES if scene_classes is None else tuple(str(scene) for scene in scene_classes)
+        if len(self.scene_classes) < 2 or not all(scene.strip() for scene in self.scene_classes):
+            msg = (
+                f"scene_classes needs at least two non-blank scenes (a KL over one class is always zero), got "
+                f"{list(self.scene_classes)}"
+            )
+            raise ValueError(msg)
         self.backbone, self.pretrained, self.cache_dir, self.image_size = backbone, pretrained, cache_dir, image_size
         self.clip = load_clip_model(backbone, pretrained, cache_dir)
         text_blocks, vision_blocks = len(self.clip.transformer.resblocks), len(self.clip.visual.transformer.resblocks)
@@ -104,7 +117,7 @@ class MetaIqaModel(nn.Module):
             dropout=visual_prompt_dropout,
         )
         embed_dim = self.clip.text_projection.shape[-1]
-        scene_texts = [SCENE_TEMPLATE.format(scene) for scene in SCENE_CLASSES]
+        scene_texts = [SCENE_TEMPLATE.format(scene) for scene in self.scene_classes]
         self.register_buffer("scene_tokens", tokenize(backbone, scene_texts), persistent=False)
         # Normalised [high, low] text features used in eval mode and baked into exports.
         self.register_buffer("text_features", torch.zeros(2, embed_dim))
@@ -171,14 +184,14 @@ class MetaIqaModel(nn.Module):
         return self.logit_scale * image_features @ text_features.T
 
     def scene_logits(self, image_features: torch.Tensor) -> torch.Tensor:
-        """``[B, 9]`` scene logits with the model's own (possibly fine-tuned) towers; gradients flow."""
+        """``[B, scenes]`` scene logits with the model's own (possibly fine-tuned) towers; gradients flow."""
         tokens = self.scene_tokens
         text = encode_text_embeddings(self.clip, self.clip.token_embedding(tokens), tokens)
         return self.logit_scale * image_features @ F.normalize(text, dim=-1).T
 
     @torch.no_grad()
     def teacher_scene_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, 9]`` scene logits of the frozen zero-shot CLIP (no prompts, original weights)."""
+        """``[B, scenes]`` scene logits of the frozen zero-shot CLIP (no prompts, original weights)."""
         if not self._teacher:
             # A fresh load gives the original weights even after fine-tuning changed this model's blocks.
             teacher = load_clip_model(self.backbone, self.pretrained, self.cache_dir)
@@ -189,9 +202,8 @@ class MetaIqaModel(nn.Module):
                 dpam_layers=0,
                 global_ln_post=True,  # plain CLIP's image embedding
             )
-            scenes = F.normalize(
-                encode_fixed_texts(teacher, self.backbone, [SCENE_TEMPLATE.format(s) for s in SCENE_CLASSES]), dim=-1
-            )
+            scene_texts = [SCENE_TEMPLATE.format(scene) for scene in self.scene_classes]
+            scenes = F.normalize(encode_fixed_texts(teacher, self.backbone, scene_texts), dim=-1)
             self._teacher.append((teacher, encoder, scenes))
         teacher, encoder, scenes = self._teacher[0]
         teacher.to(images.device)
