@@ -201,6 +201,10 @@ def test_registered_with_anomalib_and_paper_defaults() -> None:
     assert (hparams.visual_prompt_depth, hparams.visual_prompt_dropout, hparams.finetune_blocks) == (None, 0.1, 4)
     assert (hparams.gradient_rule, hparams.gradient_lambda, hparams.learning_rate) == ("grmp", 5.0, 1e-3)
     assert (hparams.meta_inner_lr, hparams.meta_outer_lr, hparams.meta_support_ratio) == (1e-4, 0.01, 0.8)
+    # The official fine-tuning: plain SGD, weight decay 1e-4, up to 2000 epochs, KL at temperature 1.
+    assert (hparams.epochs, hparams.weight_decay, hparams.momentum, hparams.kl_temperature) == (2000, 1e-4, 0.0, 1.0)
+    assert (hparams.meta_epochs, hparams.meta_support_batch_size, hparams.meta_query_batch_size) == (50, 75, 50)
+    assert hparams.scene_classes is None  # the paper's nine scenes
 
 
 def test_fit_finetunes_context_and_last_blocks_only(finetuned: Adapted) -> None:

@@ -130,6 +130,9 @@ def test_paper_defaults() -> None:
     assert (hparams.image_size, hparams.shots, hparams.temperature, hparams.epochs) == (224, 16, 0.01, 50)
     assert (hparams.itc_weight, hparams.bias_weight, hparams.learning_rate) == (0.005, 0.1, 0.002)
     assert (hparams.context_length, hparams.use_bpg, hparams.use_itc, hparams.batch_size) == (16, True, True, 32)
+    # The re-implementation's optimiser and prompts (README, "Tuning setup").
+    assert (hparams.bias_learning_rate, hparams.momentum, hparams.weight_decay) == (1e-4, 0.9, 5e-4)
+    assert (hparams.prompt_template, hparams.context_init) == ("a photo of a {}.", "a photo of a")
 
 
 def test_metrics_and_visualizer_on_ood_batches(runs: dict[str, Run]) -> None:
