@@ -239,6 +239,16 @@ def test_checkpoint_holds_no_backbone_and_reloads_identically(runs: dict[str, Ru
         torch.testing.assert_close(reloaded.model(images).pred_score, tuned.model.model(images).pred_score)
 
 
+def _id_and_ood_images(ood_root: Path) -> torch.Tensor:
+    """Four ID test images and four OOD images, raw [0, 1] (the pre-processing is part of the exported graph)."""
+    data = synthetic_datamodule(ood_root)
+    data.setup()
+    batches = list(data.test_dataloader())
+    labels = torch.cat([batch.gt_label for batch in batches]).bool()
+    everything = torch.cat([batch.image for batch in batches])
+    return torch.cat([everything[~labels][:4], everything[labels][:4]])
+
+
 @pytest.fixture(scope="module")
 def exported(runs: dict[str, Run], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tuned SUPREME exported by ``Engine.export`` to ONNX, and that graph converted to OpenVINO IR.
@@ -261,13 +271,7 @@ def test_export_bakes_in_the_prototypes_and_matches_eager(
 ) -> None:
     """One image in, scores out: no text tower, tokenizer or shots needed; outputs match eager to 1e-4."""
     tuned = runs["supreme"]
-    data = synthetic_datamodule(ood_root)
-    data.setup()
-    batches = list(data.test_dataloader())
-    labels = torch.cat([batch.gt_label for batch in batches]).bool()
-    everything = torch.cat([batch.image for batch in batches])
-    # Four ID test images and four OOD images, raw [0, 1] (the pre-processing is part of the graph).
-    images = torch.cat([everything[~labels][:4], everything[labels][:4]])
+    images = _id_and_ood_images(ood_root)
     tuned.model.eval()
     with torch.no_grad():
         eager = tuned.model(images).pred_score.numpy()
@@ -287,6 +291,21 @@ def test_export_bakes_in_the_prototypes_and_matches_eager(
         result = next(results[out] for out in compiled.outputs if out.get_any_name() == "pred_score")
     # Real scores are compared, not only the post-processor's clamp at 0 and 1.
     assert int(((eager > 0) & (eager < 1)).sum()) >= 6, eager
+    np.testing.assert_allclose(result.reshape(eager.shape), eager, atol=1e-4, rtol=0)
+
+
+def test_training_free_smmp_exports_too(runs: dict[str, Run], ood_root: Path, tmp_path: Path) -> None:
+    """SMMP, the mode for one-class use, exports with its text and image prototypes baked in (ONNX, 1e-4)."""
+    import onnxruntime
+
+    smmp = runs["smmp"]
+    onnx_path = smmp.engine.export(smmp.model, ExportType.ONNX, export_root=tmp_path, input_size=(IMAGE_SIZE,) * 2)
+    images = _id_and_ood_images(ood_root)
+    smmp.model.eval()
+    with torch.no_grad():
+        eager = smmp.model(images).pred_score.numpy()
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    result = session.run(["pred_score"], {"input": images.numpy()})[0]
     np.testing.assert_allclose(result.reshape(eager.shape), eager, atol=1e-4, rtol=0)
 
 
