@@ -133,6 +133,7 @@ def test_paper_defaults() -> None:
     # The re-implementation's optimiser and prompts (README, "Tuning setup").
     assert (hparams.bias_learning_rate, hparams.momentum, hparams.weight_decay) == (1e-4, 0.9, 5e-4)
     assert (hparams.prompt_template, hparams.context_init) == ("a photo of a {}.", "a photo of a")
+    assert hparams.gradient_clip_norm is None  # ours, off by default
 
 
 def test_metrics_and_visualizer_on_ood_batches(runs: dict[str, Run]) -> None:
@@ -307,6 +308,22 @@ def test_training_free_smmp_exports_too(runs: dict[str, Run], ood_root: Path, tm
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     result = session.run(["pred_score"], {"input": images.numpy()})[0]
     np.testing.assert_allclose(result.reshape(eager.shape), eager, atol=1e-4, rtol=0)
+
+
+def test_gradient_clip_norm_bounds_every_tuning_step(ood_root: Path, tmp_path: Path) -> None:
+    """One epoch: with a tiny clip norm the context words ("a photo of a") stay put; without, they move."""
+    fresh = Supreme(mode="supreme", **TINY)
+    fresh.model.set_classes(["leather", "tile", "weave", "wood"])
+    words = fresh.model.prompt_learner.context[0, -4:].detach()  # initialised from the words, not random
+    moved = {}
+    for clip in (None, 1e-9):
+        options = CONFIGURATIONS["supreme"] | {"epochs": 1, "gradient_clip_norm": clip, "visualizer": False}
+        model = run_configuration(ood_root, tmp_path / str(clip), seed=0, **options)[0]
+        moved[clip] = float((model.model.prompt_learner.context[0, -4:].detach() - words).abs().max())
+    assert moved[None] > 1e-3, moved
+    assert moved[1e-9] < 1e-5, moved
+    with pytest.raises(ValueError, match="gradient_clip_norm must be > 0"):
+        Supreme(gradient_clip_norm=0.0, **TINY)
 
 
 def test_one_class_ood_on_anomalib_mvtec(tmp_path: Path) -> None:

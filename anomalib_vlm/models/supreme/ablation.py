@@ -10,8 +10,8 @@ is where the README's seed spread comes from::
 
     python -m anomalib_vlm.models.supreme.ablation --seeds 0 1 2 3 4 --root datasets/synthetic_ood_test
 
-``--shots``, ``--epochs`` and ``--configurations`` change the regime (e.g. one shot, long tuning) for the
-configurations named.
+``--shots``, ``--epochs``, ``--gradient-clip-norm`` and ``--configurations`` change the regime (e.g. one shot,
+long tuning) for the configurations named.
 
 The seed sets the prompt initialisation, the shot order and the bias samples; the data and the shots drawn from
 the train split stay fixed (dataset seed 0, datamodule seed 0).
@@ -121,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shots", type=int, default=SHOTS, help="shots per ID class")
     parser.add_argument("--epochs", type=int, default=TUNING_SETTINGS["epochs"], help="tuning epochs of 'supreme'")
     parser.add_argument("--configurations", nargs="+", choices=list(CONFIGURATIONS), default=list(CONFIGURATIONS))
+    parser.add_argument("--gradient-clip-norm", type=float, default=None, help="clip each tuning step's gradient")
     args = parser.parse_args(argv)
     if args.shots < 1 or args.epochs < 1:
         parser.error(f"--shots and --epochs must be >= 1, got {args.shots} and {args.epochs}")
@@ -135,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = CONFIGURATIONS[name] | {"shots": args.shots}
         if options["mode"] == "supreme":
             options["epochs"] = args.epochs
+            options["gradient_clip_norm"] = args.gradient_clip_norm
         for seed in args.seeds:
             work = args.output / name.replace(" ", "_") / f"seed{seed}"
             results[name].append(run_configuration(root, work, seed, visualizer=False, **options)[2])

@@ -89,6 +89,9 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         bias_learning_rate (float): SGD learning rate of the Gaussian bias (mu, sigma). Defaults to ``1e-4``.
         momentum (float): SGD momentum. Defaults to ``0.9``.
         weight_decay (float): SGD weight decay. Defaults to ``5e-4``.
+        gradient_clip_norm (float | None): clip the gradient norm of every tuning step to this (not in the paper;
+            the steps are taken by hand, so the Trainer's ``gradient_clip_val`` cannot apply). ``None`` = no
+            clipping. Defaults to ``None``.
         few_shot_source (str | Mapping[str, Sequence[str]] | None): where the shots come from instead of the
             datamodule's train split: a folder with one sub-folder of images per class, or a mapping from class
             name to image files. Defaults to ``None``.
@@ -121,6 +124,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         bias_learning_rate: float = 1e-4,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
+        gradient_clip_norm: float | None = None,
         few_shot_source: str | Mapping[str, Sequence[str]] | None = None,
         cache_dir: str | None = None,
         pre_processor: PreProcessor | bool = True,
@@ -135,6 +139,9 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             if value < 1:
                 msg = f"{name} must be >= 1, got {value}"
                 raise ValueError(msg)
+        if gradient_clip_norm is not None and gradient_clip_norm <= 0:
+            msg = f"gradient_clip_norm must be > 0 (or None), got {gradient_clip_norm}"
+            raise ValueError(msg)
         if pre_processor is True:
             pre_processor = self.configure_pre_processor((image_size, image_size))
         super().__init__(
@@ -374,6 +381,8 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             losses = self.loss(self.model.training_outputs(features[chunk]), labels[chunk])
             optimizer.zero_grad()
             self.manual_backward(losses["loss"])
+            if self.hparams.gradient_clip_norm is not None:
+                self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_norm)
             optimizer.step()
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) * len(chunk)
