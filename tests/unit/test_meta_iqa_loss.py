@@ -86,3 +86,5 @@ def test_the_semantic_anchor_scenes_are_an_option() -> None:
     assert model.teacher_scene_logits(images).shape == (2, 3)
     with pytest.raises(ValueError, match=r"at least two non-blank scenes .*\['screw'\]"):
         MetaIqaModel(**tiny, scene_classes=["screw"])
+    with pytest.raises(TypeError, match="a list of scenes, got the string 'screw'"):
+        MetaIqaModel(**tiny, scene_classes="screw")

@@ -69,6 +69,7 @@ class MetaIqaModel(nn.Module):
         cache_dir (str | Path | None): open_clip weight cache. Defaults to open_clip's own.
 
     Raises:
+        TypeError: ``scene_classes`` is a string, not a list.
         ValueError: fewer than two scene classes, or a bad ``finetune_blocks``.
     """
 
@@ -86,6 +87,9 @@ class MetaIqaModel(nn.Module):
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(scene_classes, str):
+            msg = f"scene_classes must be a list of scenes, got the string {scene_classes!r}"
+            raise TypeError(msg)
         self.scene_classes = SCENE_CLASSES if scene_classes is None else tuple(str(scene) for scene in scene_classes)
         if len(self.scene_classes) < 2 or not all(scene.strip() for scene in self.scene_classes):
             msg = (
