@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from anomalib.data.transforms import ExportableCenterCrop
+from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode, Resize
 
 
@@ -36,6 +37,9 @@ class ResizeShorterSideCenterCrop(Resize):
         super().__init__(size, interpolation=interpolation, antialias=antialias)
         self.center_crop = ExportableCenterCrop(size)
 
-    def forward(self, *inputs: Any) -> Any:
-        """Resize the shorter side, then crop the centre."""
-        return self.center_crop(super().forward(*inputs))
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Resize the shorter side, then crop the centre; images and masks keep their tv_tensor type."""
+        cropped = self.center_crop.transform(super().transform(inpt, params), {})
+        if isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask, tv_tensors.Video)):
+            return tv_tensors.wrap(cropped, like=inpt)  # the crop slices, which drops the type
+        return cropped

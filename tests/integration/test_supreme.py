@@ -41,7 +41,7 @@ from anomalib.deploy import ExportType
 from anomalib.engine import Engine
 from anomalib.models import get_model, list_models
 
-from anomalib_vlm.data.ood import generate_synthetic_ood_dataset
+from anomalib_vlm.data.ood import OODDataModule, generate_synthetic_ood_dataset
 from anomalib_vlm.data.synthetic import generate_synthetic_dataset
 from anomalib_vlm.deploy import compile_openvino, onnx_to_openvino
 from anomalib_vlm.models.supreme import Supreme
@@ -248,6 +248,17 @@ def _id_and_ood_images(ood_root: Path) -> torch.Tensor:
     labels = torch.cat([batch.gt_label for batch in batches]).bool()
     everything = torch.cat([batch.image for batch in batches])
     return torch.cat([everything[~labels][:4], everything[labels][:4]])
+
+
+def test_a_checkpoint_tested_on_other_classes_is_refused(runs: dict[str, Run], ood_root: Path, tmp_path: Path) -> None:
+    """``Engine.test(ckpt_path=...)`` restores the checkpoint's classes after ``setup``: they are checked there too."""
+    tuned = runs["supreme"]
+    checkpoint = sorted(Path(tuned.engine.trainer.default_root_dir).rglob("*.ckpt"))[-1]
+    assert tuned.model.model.class_names == ["leather", "tile", "weave", "wood"]
+    relabelled = OODDataModule(ood_root, class_names=["tile", "leather", "weave", "wood"], num_workers=0)
+    fresh = Supreme(mode="supreme", visualizer=False, **TINY)
+    with pytest.raises(ValueError, match=r"model's ID classes \['leather', 'tile', 'weave', 'wood'\] are not"):
+        make_engine(tmp_path).test(model=fresh, datamodule=relabelled, ckpt_path=checkpoint, verbose=False)
 
 
 @pytest.fixture(scope="module")

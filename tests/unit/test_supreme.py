@@ -16,6 +16,7 @@ import torch
 from anomalib.data import ImageBatch
 from anomalib.data.transforms.utils import extract_transforms_by_type
 from anomalib.pre_processing.utils.transform import get_exportable_transform
+from torchvision import tv_tensors
 from torchvision.transforms.v2 import CenterCrop, Compose, InterpolationMode, Normalize, Resize
 
 from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
@@ -254,6 +255,9 @@ class TestLightningSetup:
         model = Supreme(mode="smmp", class_names=["a", "b"], few_shot_source=str(tmp_path), **TINY)
         with pytest.raises(ValueError, match=r"Shot image .*1\.png of ID class 'b' cannot be read"):
             model.setup("validate")
+        missing = Supreme(mode="smmp", class_names=["a"], few_shot_source={"a": [tmp_path / "gone.png"]}, **TINY)
+        with pytest.raises(FileNotFoundError, match=r"Shot image .*gone\.png of ID class 'a' does not exist"):
+            missing.setup("validate")
 
     @staticmethod
     def test_class_names_must_be_the_datamodules(ood_root: Path) -> None:
@@ -269,10 +273,13 @@ class TestLightningSetup:
         model.setup("test")  # same names in the same order, case aside
 
     @staticmethod
-    def test_supreme_mode_refuses_a_single_class() -> None:
-        model = Supreme(mode="supreme", class_names=["bottle"], **TINY)
+    def test_supreme_mode_refuses_to_tune_a_single_class(tmp_path: Path) -> None:
+        (tmp_path / "bottle").mkdir()
+        cv2.imwrite(str(tmp_path / "bottle" / "0.png"), np.full((16, 16, 3), 100, np.uint8))
+        model = Supreme(mode="supreme", class_names=["bottle"], few_shot_source=str(tmp_path), **TINY)
         with pytest.raises(ValueError, match=r"constant for the single class 'bottle'.*mode='smmp'"):
             model.setup("fit")
+        model.setup("test")  # testing (e.g. a checkpoint restored after setup) is not refused
 
     @staticmethod
     def test_preprocessing_crops_each_image_before_collation() -> None:
@@ -291,7 +298,23 @@ class TestLightningSetup:
             ]
         )
         torch.testing.assert_close(transform(wide), clip_reference(wide))
-        square = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
-        torch.testing.assert_close(get_exportable_transform(transform)(square), transform(square))
+        # In a dataset: an (image, mask) pair, cropped alike, keeping their types for later transforms.
+        mask = torch.zeros(40, 64, dtype=torch.uint8)
+        mask[:, 40:] = 1  # partly inside the centre crop
+        image, cropped_mask = moved[0](tv_tensors.Image(wide), tv_tensors.Mask(mask))
+        assert isinstance(image, tv_tensors.Image)
+        assert isinstance(cropped_mask, tv_tensors.Mask)
+        torch.testing.assert_close(cropped_mask, CenterCrop(32)(Resize(32)(tv_tensors.Mask(mask))))
+        # anomalib's export switches antialiasing off; the crop stays.
+        exportable = get_exportable_transform(transform)
+        assert exportable.transforms[0].antialias is False
+        export_reference = Compose(
+            [
+                Resize(32, interpolation=InterpolationMode.BICUBIC, antialias=False),
+                CenterCrop(32),
+                Normalize(mean=CLIP_MEAN, std=CLIP_STD),
+            ]
+        )
+        torch.testing.assert_close(exportable(wide), export_reference(wide))
         with pytest.raises(ValueError, match=r"square inputs .*\(32, 48\)"):
             Supreme.configure_pre_processor((32, 48))

@@ -297,7 +297,10 @@ class Supreme(ClipBackboneModule, AnomalibModule):
 
     @staticmethod
     def _read_shot(name: str, path: str | Path) -> torch.Tensor:
-        """One shot image as an RGB float tensor; an unreadable file is named in the error."""
+        """One shot image as an RGB float tensor; a missing or unreadable file is named in the error."""
+        if not Path(path).is_file():
+            msg = f"Shot image {path} of ID class '{name}' does not exist"
+            raise FileNotFoundError(msg)
         try:
             return read_image(str(path), as_tensor=True)
         except OSError as error:  # PIL's UnidentifiedImageError is an OSError
@@ -343,14 +346,19 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         self.model.set_shots(shots)
 
     def setup(self, stage: str | None = None) -> None:
-        """Resolve the ID classes and, for smmp / supreme, collect and encode the shots (once)."""
-        del stage  # The same preparation serves every stage.
+        """Resolve the ID classes and, for smmp / supreme, collect and encode the shots (once).
+
+        Raises:
+            ValueError: class names that are not the datamodule's, no shots to be had, or tuning (``fit``)
+                ``mode="supreme"`` on a single ID class.
+        """
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if not self.model.class_names:
             self.model.set_classes(self._class_names_from(datamodule))
         else:
             self._check_datamodule_classes(datamodule)
-        if self.model.mode == SupremeMode.SUPREME and self.model.num_classes == 1 and not bool(self.model.tuned):
+        tunes = stage == "fit" and self.model.mode == SupremeMode.SUPREME and not bool(self.model.tuned)
+        if tunes and self.model.num_classes == 1:
             msg = (
                 f"mode='supreme' tunes its prompts with cross-entropy over the ID classes, which is constant for the "
                 f"single class '{self.model.class_names[0]}'. For one-class use (e.g. an MVTec AD category) choose "
@@ -381,9 +389,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             losses = self.loss(self.model.training_outputs(features[chunk]), labels[chunk])
             optimizer.zero_grad()
             self.manual_backward(losses["loss"])
-            if self.hparams.gradient_clip_norm is not None:
-                self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_norm)
-            optimizer.step()
+            optimizer.step()  # clips in on_before_optimizer_step
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) * len(chunk)
         self.model.tuned.fill_(True)
@@ -418,15 +424,30 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         del batch_idx, dataloader_idx  # These variables are not used.
         return self._predict(batch)
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the step's gradient norm (``gradient_clip_norm``).
+
+        Lightning calls this inside ``optimizer.step()``, after mixed precision has unscaled the gradients, so the
+        norm is the real one; the Trainer's own ``gradient_clip_val`` does not apply to manual optimisation.
+        """
+        if self.hparams.gradient_clip_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_norm)
+
     # ------------------------------------------------------------------ checkpoints (see ClipBackboneModule)
     def backbone_identity(self) -> dict[str, Any]:
         """The backbone's identity plus the ID class names, which the text prototypes depend on."""
         return {**super().backbone_identity(), "class_names": list(self.model.class_names)}
 
     def restore_from_identity(self, saved: Mapping[str, Any]) -> None:
-        """Rebuild the class prompts for the checkpoint's classes before its prototypes load."""
+        """Rebuild the class prompts for the checkpoint's classes before its prototypes load.
+
+        ``Engine.test(ckpt_path=...)`` restores after ``setup``, so the classes are checked against the
+        datamodule's here as well.
+        """
         if saved.get("class_names"):
             self.model.set_classes(saved["class_names"])
+            if self._trainer is not None:
+                self._check_datamodule_classes(getattr(self._trainer, "datamodule", None))
 
     def refresh_cached_features(self) -> None:
         """Recompute the text prototypes from the (loaded) prompts."""
