@@ -294,7 +294,7 @@ def read_mos_csv(  # noqa: PLR0912, PLR0915 - one validation pass, each error na
         )
         raise FileNotFoundError(msg)
     frame = pd.DataFrame.from_records(records)
-    frame.attrs["score_column"] = score_key  # e.g. "dmos": the caller may infer the score direction from it
+    frame.attrs["score_column"] = score_key  # e.g. "dmos": IqaDataModule warns that its direction is assumed
     return frame
 
 

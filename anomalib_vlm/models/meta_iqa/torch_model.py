@@ -121,8 +121,8 @@ class MetaIqaModel(nn.Module):
             dropout=visual_prompt_dropout,
         )
         embed_dim = self.clip.text_projection.shape[-1]
-        scene_texts = [SCENE_TEMPLATE.format(scene) for scene in self.scene_classes]
-        self.register_buffer("scene_tokens", tokenize(backbone, scene_texts), persistent=False)
+        self.scene_texts = [SCENE_TEMPLATE.format(scene) for scene in self.scene_classes]
+        self.register_buffer("scene_tokens", tokenize(backbone, self.scene_texts), persistent=False)
         # Normalised [high, low] text features used in eval mode and baked into exports.
         self.register_buffer("text_features", torch.zeros(2, embed_dim))
         # Whether the last blocks were fine-tuned (then checkpoints must carry them).
@@ -206,8 +206,7 @@ class MetaIqaModel(nn.Module):
                 dpam_layers=0,
                 global_ln_post=True,  # plain CLIP's image embedding
             )
-            scene_texts = [SCENE_TEMPLATE.format(scene) for scene in self.scene_classes]
-            scenes = F.normalize(encode_fixed_texts(teacher, self.backbone, scene_texts), dim=-1)
+            scenes = F.normalize(encode_fixed_texts(teacher, self.backbone, self.scene_texts), dim=-1)
             self._teacher.append((teacher, encoder, scenes))
         teacher, encoder, scenes = self._teacher[0]
         teacher.to(images.device)

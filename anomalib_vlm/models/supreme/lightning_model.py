@@ -53,7 +53,7 @@ from anomalib_vlm.metrics import FPR95, IDAccuracy
 from anomalib_vlm.models.components import ClipBackboneModule
 
 from .loss import SupremeLoss
-from .torch_model import SupremeMode, SupremeModel, check_class_names
+from .torch_model import SupremeMode, SupremeModel, check_class_names, class_name_key
 
 logger = logging.getLogger(__name__)
 
@@ -263,11 +263,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         names = getattr(datamodule, "class_names", None)
         if not names:
             return
-
-        def key(name: str) -> str:
-            return " ".join(str(name).replace("_", " ").lower().split())
-
-        if [key(name) for name in names] != [key(name) for name in self.model.class_names]:
+        if [class_name_key(name) for name in names] != [class_name_key(name) for name in self.model.class_names]:
             msg = (
                 f"The model's ID classes {self.model.class_names} are not the datamodule's {list(names)} (same names, "
                 "same order): its gt_class labels would pick the wrong prompts and shots. Leave class_names unset to "

@@ -73,6 +73,11 @@ class SupremeTrainingOutput(NamedTuple):
     bias_sample: torch.Tensor | None
 
 
+def class_name_key(name: str) -> str:
+    """What makes two class names the same class: case, spacing and "_" (the prompts read it as a space) aside."""
+    return " ".join(str(name).replace("_", " ").lower().split())
+
+
 def check_class_names(class_names: Sequence[str]) -> list[str]:
     """Validate ID class names: a non-empty list of distinct, non-blank strings.
 
@@ -92,7 +97,7 @@ def check_class_names(class_names: Sequence[str]) -> list[str]:
     seen: dict[str, str] = {}
     duplicates = []
     for name in names:
-        key = " ".join(name.replace("_", " ").lower().split())  # the prompts read "_" as a space
+        key = class_name_key(name)
         if key in seen:
             duplicates.append(f"'{name}' (same as '{seen[key]}')")
         seen.setdefault(key, name)
