@@ -9,6 +9,12 @@ the CLI's short names work.
 
 __version__ = "0.1.0"
 
-from anomalib_vlm.models import AnomalyClip, MetaIqa, Supreme
+import warnings
+
+with warnings.catch_warnings():
+    # Importing anomalib's model registry imports modules that announce their own deprecations (timm's old layer
+    # path, anomalib's dinov2 package); they concern code this package never calls, so they are not shown here.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(?!anomalib_vlm)")
+    from anomalib_vlm.models import AnomalyClip, MetaIqa, Supreme
 
 __all__ = ["AnomalyClip", "MetaIqa", "Supreme", "__version__"]

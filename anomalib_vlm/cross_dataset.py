@@ -27,6 +27,7 @@ from anomalib.models import AnomalibModule
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from lightning.pytorch import seed_everything
 
+from anomalib_vlm.cli import fit_workers_to_machine
 from anomalib_vlm.data.auxiliary import find_categories, import_class
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ def run(config: Namespace) -> dict[str, dict[str, float]]:
     """Train (unless a checkpoint is given), then test every category; write and return the metrics."""
     if config.seed is not None:
         seed_everything(config.seed, workers=True)
+    fit_workers_to_machine(config.train_data)
+    fit_workers_to_machine(config.test_data)
     instantiated = build_parser().instantiate_classes(config)
     model: AnomalibModule = instantiated.model
     test_data = {"class_path": config.test_data.class_path, "init_args": dict(vars(config.test_data.init_args))}

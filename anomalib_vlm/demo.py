@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     """Run the demo; return the zero-shot test metrics."""
     torch.manual_seed(args.seed)
     output = args.output.resolve()
-    data_root = output / "datasets" / "synthetic"
+    # One data folder per generator setting, so a re-run with other settings neither fails nor regenerates.
+    data_root = output / "datasets" / f"synthetic_{args.image_size}px_seed{args.seed}"
     train_categories = [category for category in CATEGORIES if category != args.test_category]
 
     _say(f"1/4 synthetic data: {len(CATEGORIES)} categories in MVTec AD layout under {data_root}")

@@ -8,7 +8,7 @@ Usage:
     python3 tools/dev.py demo [demo options]    # create .venv if needed, install, run the demo
     python3 tools/dev.py test [pytest options]  # create .venv if needed, install, run the test suite
 
-Needs nothing but Python (3.10+) and pip. The environment lives in ``.venv`` (override with ``ANOMALIB_VLM_VENV``)
+Needs nothing but Python 3.11 and pip. The environment lives in ``.venv`` (override with ``ANOMALIB_VLM_VENV``)
 and is reinstalled only when ``pyproject.toml`` changes.
 """
 

@@ -11,11 +11,14 @@ keep their ``torch_model`` at ``self.model`` with the CLIP model at ``self.model
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from anomalib.utils.serialization import anomalib_safe_globals
 
 from anomalib_vlm.clip import backbone_fingerprint
 from anomalib_vlm.errors import CheckpointMismatchError
@@ -24,6 +27,38 @@ CHECKPOINT_KEY = "anomalib_vlm_backbone"
 """Checkpoint entry holding the backbone identity."""
 FROZEN_PREFIX = "model.clip."
 """State-dict prefix of the frozen CLIP weights, which checkpoints leave out."""
+
+
+EXPORTER_LOGGERS = ("onnx_ir", "onnxscript")
+"""Loggers of torch's ONNX exporter that write a line per rewritten node at INFO (thousands for a CLIP)."""
+
+
+@contextlib.contextmanager
+def _quiet_loggers(names: Sequence[str], level: int = logging.WARNING) -> Iterator[None]:
+    """Raise the level of some loggers for the duration of a block."""
+    loggers = [logging.getLogger(name) for name in names]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for logger, old_level in zip(loggers, previous, strict=True):
+            logger.setLevel(old_level)
+
+
+def read_checkpoint_file(checkpoint_path: str | Path, safe_types: Sequence[Any] = ()) -> dict[str, Any]:
+    """``torch.load`` a checkpoint with ``weights_only=True``, allowing anomalib's safe globals and ``safe_types``.
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    path = Path(checkpoint_path).expanduser()
+    if not path.is_file():
+        msg = f"Checkpoint not found: {path}"
+        raise FileNotFoundError(msg)
+    with anomalib_safe_globals(extra=safe_types):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class ClipBackboneModule:
@@ -49,13 +84,16 @@ class ClipBackboneModule:
         down-conversion and its traceback to the log.
         """
         kwargs.setdefault("opset_version", 18)
-        return super().to_onnx(export_root, model_file_name=model_file_name, input_size=input_size, **kwargs)  # type: ignore[misc]
+        with _quiet_loggers(EXPORTER_LOGGERS):
+            return super().to_onnx(export_root, model_file_name=model_file_name, input_size=input_size, **kwargs)  # type: ignore[misc]
 
     # ------------------------------------------------------------------ identity
     def backbone_identity(self) -> dict[str, Any]:
         """Name, tag and weight fingerprint of the backbone, as stored in checkpoints."""
         pretrained = self.hparams.pretrained  # type: ignore[attr-defined]
         return {
+            # The CLI rebuilds the model from this when ``--ckpt_path`` comes without ``--model``.
+            "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
             "backbone": self.hparams.backbone,  # type: ignore[attr-defined]
             "pretrained": None if pretrained is None else str(pretrained),
             "fingerprint": backbone_fingerprint(self.model.clip),  # type: ignore[attr-defined]
@@ -68,8 +106,9 @@ class ClipBackboneModule:
         return (
             f"This {name} checkpoint holds state trained for backbone '{saved['backbone']}' "
             f"(pretrained={saved['pretrained']!r}), but the model uses '{backbone}' (pretrained={pretrained!r}). "
-            f"Build the model with the checkpoint's backbone, e.g. {name}.load_from_checkpoint(path) without "
-            "overriding backbone/pretrained."
+            f"Build the model with the checkpoint's backbone: in Python {name}.load_from_checkpoint(path) without "
+            "overriding backbone/pretrained; on the command line `anomalib-vlm test|predict|export --ckpt_path "
+            "path` without --model.backbone / --model.pretrained (the checkpoint supplies them)."
         )
 
     def check_backbone_identity(self, saved: Mapping[str, Any] | None) -> None:
@@ -95,6 +134,46 @@ class ClipBackboneModule:
 
     def refresh_cached_features(self) -> None:
         """Recompute buffers derived from the learned state (called after every state-dict load)."""
+
+    # ------------------------------------------------------------------ reading checkpoints
+    @classmethod
+    def read_checkpoint(cls, checkpoint_path: str | Path) -> dict[str, Any]:
+        """Read a Lightning checkpoint of this model safely (``weights_only=True`` under anomalib's safe globals).
+
+        Raises:
+            FileNotFoundError: no such file.
+        """
+        return read_checkpoint_file(checkpoint_path, cls.checkpoint_safe_globals())  # type: ignore[attr-defined]
+
+    @staticmethod
+    def read_checkpoint_identity(checkpoint_path: str | Path) -> dict[str, Any] | None:
+        """The backbone identity stored in a checkpoint of any of the package's models (``None``: not one of ours).
+
+        Raises:
+            FileNotFoundError: no such file.
+        """
+        model_classes, pending = [], [ClipBackboneModule]
+        while pending:  # every model class, for the types their hyper-parameters may hold
+            model_class = pending.pop()
+            model_classes.append(model_class)
+            pending.extend(model_class.__subclasses__())
+        safe_types = [
+            safe_type
+            for model_class in model_classes
+            if hasattr(model_class, "checkpoint_safe_globals")
+            for safe_type in model_class.checkpoint_safe_globals()
+        ]
+        return read_checkpoint_file(checkpoint_path, safe_types).get(CHECKPOINT_KEY)
+
+    def load_learned_state(self, checkpoint_path: str | Path) -> None:
+        """Load a checkpoint's learned state (prompts, thresholds, normalisation) into this model, in place.
+
+        What Lightning does for ``trainer.test(ckpt_path=...)``, without a trainer: the CLI uses it so a zero- or
+        few-shot model can be calibrated on a new dataset after its prompts are loaded.
+        """
+        checkpoint = self.read_checkpoint(checkpoint_path)
+        self.on_load_checkpoint(checkpoint)
+        self.load_state_dict(checkpoint["state_dict"])
 
     # ------------------------------------------------------------------ lightning checkpoint hooks
     @classmethod

@@ -137,7 +137,7 @@ def test_checkpoint_for_another_backbone_fails_clearly(
     # Same architecture name, different weights (e.g. another pretrained tag) is caught too.
     other_weights = tmp_path / "other.pt"
     torch.save({k: v + 0.1 for k, v in trained_run.model.model.clip.state_dict().items()}, other_weights)
-    with pytest.raises(CheckpointMismatchError, match="pretrained="):
+    with pytest.raises(CheckpointMismatchError, match=r"pretrained=.*--model.backbone / --model.pretrained"):
         AnomalyClip.load_from_checkpoint(trained_run.checkpoint, pretrained=str(other_weights))
     with pytest.raises(CheckpointMismatchError, match="prompt settings"):
         AnomalyClip.load_from_checkpoint(trained_run.checkpoint, prompt_context_length=8)
@@ -216,3 +216,30 @@ def test_auxiliary_data_pools_the_test_splits(synthetic_root: Path) -> None:
     assert set(labels) == {0, 1}
     assert len(auxiliary.val_data) == len(auxiliary.train_data)  # thresholds see normal and anomalous images
     assert auxiliary.train_data.samples.mask_path.str.len().gt(0).sum() == (labels == 1).sum()
+
+
+def test_normal_only_training_data_gets_synthetic_anomalies_and_learns(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anomalib's normal-only train split (no anomaly anywhere) is not a silent no-op: anomalies are synthesised."""
+    model = make_model(epochs=3)
+    train = MVTecAD(root=synthetic_root, category="wood", num_workers=0, train_batch_size=8, seed=0)
+    with caplog.at_level("WARNING", logger="anomalib_vlm"):
+        make_engine(tmp_path).fit(model=model, datamodule=train)
+    assert "synthetic_anomaly_probability" in caplog.text
+    assert model.hparams.synthetic_anomaly_probability == 0.5
+    metrics = make_engine(tmp_path / "test").test(model=model, datamodule=unseen_datamodule(synthetic_root))[0]
+    assert metrics["pixel_AUROC"] >= 0.8, metrics
+    assert metrics["image_AUROC"] >= 0.7, metrics
+
+
+def test_normal_only_data_that_cannot_be_inspected_stops_with_a_named_error(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """A loader whose dataset has no labels table and yields only normal images stops after the first epoch."""
+    train = MVTecAD(root=synthetic_root, category="wood", num_workers=0)
+    train.setup()
+    normal_only = torch.utils.data.Subset(train.train_data, range(8))  # a Subset hides the samples table
+    loader = DataLoader(normal_only, batch_size=8, collate_fn=train.train_data.collate_fn)
+    with pytest.raises(ValueError, match=r"no anomalous image.*synthetic_anomaly_probability"):
+        make_engine(tmp_path).fit(model=make_model(epochs=1), train_dataloaders=loader)

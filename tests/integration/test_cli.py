@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_SIZE
+from anomalib_vlm.models import AnomalyClip
+from tests.conftest import IMAGE_SIZE, UNSEEN_CATEGORY, make_engine, unseen_datamodule
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -51,8 +53,20 @@ def test_anomalib_cli_trains_anomaly_clip_on_a_folder_dataset(synthetic_root: Pa
     assert list(tmp_path.rglob("images/test/hole/*.png")), "anomalib's visualizer wrote no images"
 
 
+def _metric(output: str, name: str) -> float:
+    """A value from anomalib's printed metrics table."""
+    match = re.search(rf"{name}\s*│\s*([0-9.]+)", output)
+    assert match, f"{name} not in the output:\n{output[-3000:]}"
+    return float(match.group(1))
+
+
 def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp_path: Path) -> None:
-    """``anomalib-vlm`` is anomalib's CLI with ``--model AnomalyClip``: train on auxiliary data, test, export."""
+    """``anomalib-vlm`` is anomalib's CLI with ``--model AnomalyClip``: train on auxiliary data, test, export.
+
+    After training, the checkpoint alone rebuilds the model (no backbone flags), and testing it on a new category
+    calibrates the thresholds there: F1 equals that of ``Engine.test`` in Python, which validates on the new
+    category first (anomalib alone would keep the training data's thresholds).
+    """
     cli = BIN / "anomalib-vlm"
     _run(
         cli, "train", "--config", REPO / "configs/anomaly_clip/tiny_synthetic_train.yaml",
@@ -60,18 +74,34 @@ def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp
         "--model.init_args.epochs", "1", "--default_root_dir", tmp_path / "train",
     )  # fmt: skip
     checkpoint = next((tmp_path / "train").rglob("model.ckpt"))
+    trained_threshold = AnomalyClip.read_checkpoint(checkpoint)["state_dict"]["post_processor._image_threshold"]
+    capsule = ["--data", "anomalib.data.MVTecAD", "--data.root", synthetic_root, "--data.category", UNSEEN_CATEGORY]
     output = _run(
-        cli, "test", "--model", "AnomalyClip", *TINY_MODEL_ARGS,
-        "--data", "anomalib.data.MVTecAD", "--data.root", synthetic_root, "--data.category", "capsule",
-        "--data.num_workers", "0", "--ckpt_path", checkpoint, "--default_root_dir", tmp_path / "test",
+        cli, "test", "--model", "AnomalyClip", "--ckpt_path", checkpoint, *capsule,
+        "--default_root_dir", tmp_path / "test",
     )  # fmt: skip
-    assert "pixel_AUROC" in output
+    assert "FutureWarning" not in output
+
+    model = AnomalyClip.load_from_checkpoint(checkpoint)
+    expected = make_engine(tmp_path / "python").test(model=model, datamodule=unseen_datamodule(synthetic_root))[0]
+    assert float(model.post_processor._image_threshold) != pytest.approx(float(trained_threshold), abs=1e-3)
+    for name in ("image_F1Score", "pixel_F1Score", "image_AUROC", "pixel_AUROC"):
+        assert _metric(output, name) == pytest.approx(expected[name], abs=2e-3), name
+
+    _run(cli, "predict", "--ckpt_path", checkpoint, *capsule, "--default_root_dir", tmp_path / "predict")
+    assert list((tmp_path / "predict").rglob("images/**/*.png")), "predict wrote no visualisation"
+    output = _run(
+        cli, "export", "--ckpt_path", checkpoint, "--export_type", "openvino",
+        "--input_size", f"[{IMAGE_SIZE},{IMAGE_SIZE}]", "--export_root", tmp_path / "export",
+    )  # fmt: skip
+    assert output.count("\n") < 200, f"export printed {output.count(chr(10))} lines:\n{output[-3000:]}"
+    assert (tmp_path / "export" / "weights" / "openvino" / "model.xml").is_file()
     _run(
         BIN / "anomalib", "export", "--model", "anomalib_vlm.models.AnomalyClip", *TINY_MODEL_ARGS,
         "--ckpt_path", checkpoint, "--export_type", "openvino", "--input_size", f"[{IMAGE_SIZE},{IMAGE_SIZE}]",
-        "--export_root", tmp_path / "export",
+        "--export_root", tmp_path / "anomalib_export",
     )  # fmt: skip
-    assert (tmp_path / "export" / "weights" / "openvino" / "model.xml").is_file()
+    assert (tmp_path / "anomalib_export" / "weights" / "openvino" / "model.xml").is_file()
 
 
 def test_cross_dataset_command_reports_per_category_and_mean(synthetic_root: Path, tmp_path: Path) -> None:

@@ -50,6 +50,9 @@ from .torch_model import AnomalyClipModel, ImageScore
 
 logger = logging.getLogger(__name__)
 
+NORMAL_ONLY_SYNTHETIC_ANOMALY_PROBABILITY = 0.5
+"""``synthetic_anomaly_probability`` used when the training data holds no anomalous image at all."""
+
 
 class AnomalyClip(ClipBackboneModule, AnomalibModule):
     """AnomalyCLIP as an anomalib model.
@@ -77,7 +80,10 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
             Defaults to ``15``.
         synthetic_anomaly_probability (float): probability that a *normal* training image gets a synthetic
             Perlin-noise anomaly (anomalib's ``PerlinAnomalyGenerator``) and its mask, so normal-only data can
-            train the prompts. Defaults to ``0.0`` (off).
+            train the prompts. Defaults to ``0.0`` (off). Training data without a single anomalous image (e.g. an
+            anomalib ``Folder`` or ``MVTecAD`` train split) switches it to
+            :data:`NORMAL_ONLY_SYNTHETIC_ANOMALY_PROBABILITY` with a warning, since the prompts could learn
+            nothing from it; where the data cannot be inspected up front, the first epoch stops with an error.
         cache_dir (str | None): open_clip weight cache folder. Defaults to open_clip's own.
         pre_processor (PreProcessor | bool): pre-processor or flag. Defaults to ``True`` (bicubic resize to
             ``image_size`` and CLIP normalisation).
@@ -144,11 +150,8 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
             cache_dir=cache_dir,
         )
         self.loss = AnomalyClipLoss(pixel_loss_weight=pixel_loss_weight)
-        self.synthetic_anomalies = (
-            PerlinAnomalyGenerator(probability=synthetic_anomaly_probability, blend_factor=(0.5, 1.0))
-            if synthetic_anomaly_probability > 0
-            else None
-        )
+        self.synthetic_anomalies = self._synthetic_anomaly_generator(synthetic_anomaly_probability)
+        self._anomalous_training_images = 0
 
     # ------------------------------------------------------------------ anomalib configuration
     @classmethod
@@ -215,6 +218,51 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         )
 
     # ------------------------------------------------------------------ steps
+    @staticmethod
+    def _synthetic_anomaly_generator(probability: float) -> PerlinAnomalyGenerator | None:
+        return PerlinAnomalyGenerator(probability=probability, blend_factor=(0.5, 1.0)) if probability > 0 else None
+
+    def _training_labels(self) -> torch.Tensor | None:
+        """Labels of the whole training set, where the dataset is an anomalib one (``None``: unknown)."""
+        dataloader = self.trainer.train_dataloader
+        samples = getattr(getattr(dataloader, "dataset", None), "samples", None)
+        if samples is None or "label_index" not in getattr(samples, "columns", ()):
+            return None
+        return torch.as_tensor(samples["label_index"].to_numpy())
+
+    def on_train_start(self) -> None:
+        """Normal-only training data gets synthetic anomalies: without an anomaly the prompts learn nothing."""
+        self._anomalous_training_images = 0
+        labels = self._training_labels()
+        if self.synthetic_anomalies is None and labels is not None and not bool((labels == 1).any()):
+            probability = NORMAL_ONLY_SYNTHETIC_ANOMALY_PROBABILITY
+            logger.warning(
+                "AnomalyClip's training data holds no anomalous image (%d normal ones): pasting synthetic Perlin "
+                "anomalies into %.0f%% of them (synthetic_anomaly_probability=%s). Set "
+                "synthetic_anomaly_probability (CLI: --model.synthetic_anomaly_probability) yourself to choose "
+                "another share, or train on data with anomalies and masks (e.g. anomalib_vlm.data.AuxiliaryData).",
+                len(labels),
+                100 * probability,
+                probability,
+            )
+            self.synthetic_anomalies = self._synthetic_anomaly_generator(probability)
+            self.hparams.synthetic_anomaly_probability = probability
+
+    def on_train_epoch_end(self) -> None:
+        """Stop after an epoch that saw no anomalous image: the prompts cannot learn from normal images alone.
+
+        Raises:
+            ValueError: no anomalous (real or synthetic) training image in the first epoch.
+        """
+        if self.current_epoch == 0 and self._anomalous_training_images == 0:
+            msg = (
+                "AnomalyClip saw no anomalous image in its first training epoch, so its prompts cannot learn: "
+                "train on data with anomalies and masks (e.g. anomalib_vlm.data.AuxiliaryData), or set "
+                "synthetic_anomaly_probability > 0 (CLI: --model.synthetic_anomaly_probability 0.5) to paste "
+                "synthetic anomalies into normal images."
+            )
+            raise ValueError(msg)
+
     def _add_synthetic_anomalies(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Paste Perlin anomalies into normal images (in pixel space) and derive their masks and labels."""
         images, labels, masks = batch.image, batch.gt_label, batch.gt_mask
@@ -243,6 +291,7 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
             msg = "AnomalyClip trains on labelled images: the training batch has no gt_label."
             raise ValueError(msg)
         images, labels, masks = self._add_synthetic_anomalies(batch)
+        self._anomalous_training_images += int((labels == 1).sum())
         outputs = self.model(images)
         losses = self.loss(outputs.image_logits, outputs.layer_probabilities, labels, masks)
         self.log_dict({f"train_{name}": value for name, value in losses.items()}, prog_bar=True, batch_size=len(labels))

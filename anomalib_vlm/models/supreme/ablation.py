@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from anomalib import LearningType
 from anomalib.engine import Engine
+from lightning.pytorch import seed_everything
 
 from anomalib_vlm.data.ood import OODDataModule, generate_synthetic_ood_dataset
 
@@ -101,7 +102,7 @@ def run_configuration(
     Returns:
         tuple[Supreme, Engine, dict[str, float]]: the model, its Engine and the test metrics.
     """
-    torch.manual_seed(seed)
+    seed_everything(seed, workers=True)  # torch, numpy and random: shot order and bias samples
     settings = TINY_SETTINGS | options
     model = Supreme(**settings)
     engine = quiet_engine(work)
