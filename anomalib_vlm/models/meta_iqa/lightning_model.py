@@ -83,8 +83,8 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         visual_prompt_dropout (float): dropout on the projected visual prompts. Defaults to ``0.1``.
         visual_prompt_dropout_per_sample (bool): one dropout mask per image (the official code); ``False`` shares
             one mask across the batch. Defaults to ``True``.
-        meta_prompts (str | None): file written by :meth:`save_prompts` (meta-pre-trained prompts) to start from.
-            Defaults to ``None`` (random prompts).
+        meta_prompts (str | None): file written by :meth:`save_prompts` (meta-pre-trained prompts), or an official
+            GRMP-IQA checkpoint (``best_prompt.pt``), to start from. Defaults to ``None`` (random prompts).
         finetune_blocks (int): last blocks of each tower trained in fine-tuning. Defaults to ``4``.
         gradient_rule (str): ``"grmp"`` (official), ``"prograd"`` or ``"none"`` (see ``loss.py``). Defaults to
             ``"grmp"``.
@@ -484,7 +484,10 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         return path
 
     def load_prompts(self, path: str | Path) -> None:
-        """Load prompts written by :meth:`save_prompts`.
+        """Load prompts written by :meth:`save_prompts`, or an official GRMP-IQA checkpoint.
+
+        An official file (``best_prompt.pt`` of the official ``pretrain.py``, or a fine-tuned ``CustomCLIP`` state
+        dict) goes through :func:`~anomalib_vlm.models.meta_iqa.official.load_official_checkpoint`.
 
         Raises:
             FileNotFoundError: no such file.
@@ -495,6 +498,11 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
             msg = f"Meta-prompt file not found: {path}"
             raise FileNotFoundError(msg)
         saved = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(saved, Mapping) and _PROMPT_FILE_KEY not in saved:
+            from .official import load_official_checkpoint
+
+            load_official_checkpoint(self, path)
+            return
         self.check_backbone_identity(saved.get(CHECKPOINT_KEY))
         own = self.model.state_dict()
         for key, value in saved[_PROMPT_FILE_KEY].items():
