@@ -108,7 +108,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", default=None, help="open_clip tag or local weights file, 'none' = random")
     parser.add_argument("--image-size", type=int, default=None, help="model input side (default: the paper's)")
     parser.add_argument("--cache-dir", default=None, help="open_clip weight cache folder")
+    parser.add_argument(
+        "--init-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other model argument, VALUE read as YAML (e.g. visual_prompt_tokens=4); repeatable",
+    )
     return parser
+
+
+def _init_args(pairs: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    kwargs = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator or not name.strip():
+            msg = f"--init-arg takes NAME=VALUE, got {pair!r}"
+            raise ValueError(msg)
+        kwargs[name.strip()] = yaml.safe_load(value)
+    return kwargs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     package, class_name = MODELS[args.model]
     model_class = getattr(importlib.import_module(package), class_name)
     loader = importlib.import_module(f"{package}.official").load_official_checkpoint
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = _init_args(args.init_arg)
     if args.backbone is not None:
         kwargs["backbone"] = args.backbone
     if args.pretrained is not None:

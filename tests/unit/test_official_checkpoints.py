@@ -217,3 +217,21 @@ def test_official_grmp_checkpoint_errors(tmp_path: Path) -> None:
     torch.save(state | {"module.prompt_learner2.token_suffix": state["module.prompt_learner2.token_suffix"] * 2}, words)
     with pytest.raises(CheckpointMismatchError, match=r"token_suffix.*other class words"):
         MetaIqa(**IQA_TINY, meta_prompts=str(words))
+
+
+def test_command_imports_a_grmp_checkpoint(tmp_path: Path) -> None:
+    """``anomalib-vlm official-checkpoint meta_iqa best_prompt.pt --output x.ckpt`` with extra model arguments."""
+    torch.manual_seed(0)
+    state = _official_grmp_state(MetaIqa(**IQA_TINY))
+    source, output = tmp_path / "best_prompt.pt", tmp_path / "meta_iqa.ckpt"
+    torch.save(state, source)
+    args = ["--backbone", "anomalib-vlm-tiny", "--pretrained", "none", "--image-size", "32"]
+    args += ["--init-arg", "visual_prompt_tokens=4"]
+    assert official_checkpoints.main(["meta_iqa", str(source), "--output", str(output), *args]) == 0
+    loaded = MetaIqa.load_from_checkpoint(output)
+    assert torch.equal(loaded.model.quality_prompts.context[0], state["module.prompt_learner2.ctx"])
+    assert torch.equal(
+        loaded.model.visual_prompts.deep_prompt_embeddings, state["module.image_encoder.deep_prompt_embeddings"]
+    )
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        official_checkpoints.main(["meta_iqa", str(source), "--output", str(output), "--init-arg", "oops"])
