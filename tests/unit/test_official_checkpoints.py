@@ -217,6 +217,10 @@ def test_official_grmp_checkpoint_errors(tmp_path: Path) -> None:
     torch.save(state | {"module.prompt_learner2.token_suffix": state["module.prompt_learner2.token_suffix"] * 2}, words)
     with pytest.raises(CheckpointMismatchError, match=r"token_suffix.*other class words"):
         MetaIqa(**IQA_TINY, meta_prompts=str(words))
+    pickled = tmp_path / "pickled.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)  # a whole module: loading it would run pickled code
+    with pytest.raises(CheckpointMismatchError, match="weights_only=True"):
+        MetaIqa(**IQA_TINY, meta_prompts=str(pickled))
 
 
 def test_command_imports_a_grmp_checkpoint(tmp_path: Path) -> None:

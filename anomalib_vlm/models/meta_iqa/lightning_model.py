@@ -56,6 +56,7 @@ from anomalib_vlm.data.iqa import IqaBatch, IqaDataset
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
 from anomalib_vlm.models.components import CHECKPOINT_KEY, ClipBackboneModule
+from anomalib_vlm.official_checkpoints import read_checkpoint
 
 from .loss import GradientRule, quality_loss, regularize_gradients, semantic_loss
 from .torch_model import MetaIqaModel
@@ -497,8 +498,8 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         if not path.is_file():
             msg = f"Meta-prompt file not found: {path}"
             raise FileNotFoundError(msg)
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(saved, Mapping) and _PROMPT_FILE_KEY not in saved:
+        saved = read_checkpoint(path, "a MetaIqa prompts file or an official GRMP-IQA checkpoint")
+        if _PROMPT_FILE_KEY not in saved:
             from .official import load_official_checkpoint
 
             load_official_checkpoint(self, path)
