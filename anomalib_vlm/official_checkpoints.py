@@ -10,8 +10,9 @@ r"""Start from the papers' released prompts: import official AnomalyCLIP and GRM
   fine-tuned model), read by :func:`anomalib_vlm.models.meta_iqa.official.load_official_checkpoint`.
 
 Both readers use ``torch.load(weights_only=True)``: a file is only ever read as tensors, never run as pickled code.
-The command writes an anomalib-vlm Lightning checkpoint (prompts and the backbone's identity only), so the rest is
-anomalib's usual ``--ckpt_path``:
+The command (``anomalib-vlm official-checkpoint``, or ``python -m anomalib_vlm.official_checkpoints``) writes an
+anomalib-vlm Lightning checkpoint (prompts and the backbone's identity only), so the rest is anomalib's usual
+``--ckpt_path``:
 
 Example:
     Official AnomalyCLIP prompts trained on MVTec AD, tested zero-shot on VisA::
