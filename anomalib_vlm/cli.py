@@ -22,7 +22,9 @@ Added commands:
 * ``anomalib-vlm cross-dataset``: train on one dataset, test every category of another
   (see :mod:`anomalib_vlm.cross_dataset`);
 * ``anomalib-vlm synthetic-data``: write the synthetic categories (see :mod:`anomalib_vlm.data.synthetic`);
-* ``anomalib-vlm benchmark speed|accuracy``: speed, memory and accuracy tables (see :mod:`anomalib_vlm.benchmark`).
+* ``anomalib-vlm benchmark speed|accuracy``: speed, memory and accuracy tables (see :mod:`anomalib_vlm.benchmark`);
+* ``anomalib-vlm official-checkpoint``: turn the papers' released prompt files into checkpoints of our models
+  (see :mod:`anomalib_vlm.official_checkpoints`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ OWN_COMMANDS = {
     "cross-dataset": "anomalib_vlm.cross_dataset",
     "synthetic-data": "anomalib_vlm.data.synthetic",
     "benchmark": "anomalib_vlm.benchmark",
+    "official-checkpoint": "anomalib_vlm.official_checkpoints",
 }
 CHECKPOINT_COMMANDS = {"test", "predict", "validate", "export"}
 """anomalib subcommands that take ``--ckpt_path`` and so can rebuild the model from it."""

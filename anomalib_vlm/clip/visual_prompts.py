@@ -8,8 +8,9 @@ copied), inserting ``num_tokens`` learnable prompt tokens after the class token 
 
 * before block 1 the shallow prompts are inserted; before blocks ``2 .. depth`` the prompt slots are overwritten
   by that block's own deep prompts; after block ``depth`` the prompt slots are dropped;
-* every prompt set passes through a shared linear projection and dropout, and the final token sequence through
-  a LayerNorm (``prompt_norm``) before CLIP's ``ln_post`` and projection, as GRMP-IQA's ``VPTVisionTransformer``.
+* every prompt set passes through a shared linear projection and dropout (a mask per image, as GRMP-IQA's code),
+  and the final token sequence through a LayerNorm (``prompt_norm``) before CLIP's ``ln_post`` and projection, as
+  GRMP-IQA's ``VPTVisionTransformer``.
 
 Attention runs through :class:`~anomalib_vlm.clip.surgery.DualPathVisionEncoder`'s block attention
 (``scaled_dot_product_attention``), so gradients reach both the prompts and any unfrozen blocks and the graph
@@ -47,6 +48,9 @@ class VisualPromptEncoder(nn.Module):
         depth (int | None): blocks that see prompts (1 = shallow VPT); ``None`` = all blocks (GRMP-IQA: 12 of 12).
             Defaults to ``None``.
         dropout (float): dropout on the projected prompts. Defaults to ``0.1``.
+        per_sample_dropout (bool): draw the dropout mask for every image of the batch (GRMP-IQA's code drops out
+            the prompts after expanding them to the batch); ``False`` draws one mask shared by the whole batch.
+            Defaults to ``True``.
 
     Raises:
         ValueError: unsupported vision tower or out-of-range settings.
@@ -59,6 +63,7 @@ class VisualPromptEncoder(nn.Module):
         num_tokens: int = 100,
         depth: int | None = None,
         dropout: float = 0.1,
+        per_sample_dropout: bool = True,
     ) -> None:
         super().__init__()
         if not hasattr(visual, "transformer") or not hasattr(visual, "conv1"):
@@ -97,6 +102,7 @@ class VisualPromptEncoder(nn.Module):
         nn.init.zeros_(self.prompt_proj.bias)
         self.prompt_norm = nn.LayerNorm(width, eps=1e-6)
         self.prompt_dropout = nn.Dropout(dropout)
+        self.per_sample_dropout = bool(per_sample_dropout)
 
     @property
     def visual(self) -> nn.Module:
@@ -104,7 +110,10 @@ class VisualPromptEncoder(nn.Module):
         return self._visual[0]
 
     def _prompts(self, embeddings: torch.Tensor, batch: int) -> torch.Tensor:
-        return self.prompt_dropout(self.prompt_proj(embeddings)).unsqueeze(0).expand(batch, -1, -1)
+        prompts = self.prompt_proj(embeddings).unsqueeze(0)
+        if self.per_sample_dropout:  # one mask per image, drawn over the expanded [B, n, width] prompts
+            return self.prompt_dropout(prompts.expand(batch, -1, -1))
+        return self.prompt_dropout(prompts).expand(batch, -1, -1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, D]`` global image features (projected, not normalised) of ``[B, 3, H, W]`` normalised images."""

@@ -56,7 +56,18 @@ TINY = {
 }
 META_TYPES = ("gaussian_noise", "speckle_noise", "underexposure")
 HELD_OUT = "impulse_noise"
-META = {"meta_inner_lr": 1e-2, "meta_outer_lr": 1.0, "meta_support_batch_size": 16, "meta_query_batch_size": 16}
+# The tiny model's meta settings were tuned with every support batch before every query batch. The official order
+# (one support and one query step in turn, the default since 2026-12) gives a task about twice the steps; at these
+# settings it then ranks level-1 Gaussian noise above clean images (0.719 vs 0.716), and no inner learning rate
+# tried (3e-3 to 2e-2) keeps both the monotonic ranking and the gate's margin. The order is pinned here; the
+# default is pinned by tests/unit/test_meta_iqa_official.py.
+META = {
+    "meta_inner_lr": 1e-2,
+    "meta_outer_lr": 1.0,
+    "meta_support_batch_size": 16,
+    "meta_query_batch_size": 16,
+    "meta_inner_order": "support_then_query",
+}
 META_EPOCHS = 4
 SHOTS = 12
 FEW_SHOT = {"learning_rate": 0.05, "epochs": 10}

@@ -19,8 +19,6 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from anomalib.data import InferenceBatch
-from anomalib.models.components.filters.blur import compute_kernel_size
-from kornia.filters import GaussianBlur2d
 from torch import nn
 
 from anomalib_vlm.clip import DualPathVisionEncoder, PromptLearner, load_clip_model
@@ -43,6 +41,57 @@ class ImageScore(str, Enum):
     GLOBAL = "global"
     MAP_MAX = "map_max"
     GLOBAL_PLUS_MAP_MAX = "global_plus_map_max"
+
+
+def _pad_symmetric(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+    """Pad ``x`` by ``pad`` on both sides of ``dim`` with half-sample symmetric reflection (``d c b a | a b c d``).
+
+    This is scipy.ndimage's ``mode="reflect"`` (numpy's ``"symmetric"``): the edge sample is repeated. torch's and
+    kornia's ``"reflect"`` mirror about the edge sample instead (scipy's ``"mirror"``: ``d c b | a b c d``). Built
+    from slices, flips and concatenation only, so it exports to ONNX and OpenVINO. A pad wider than the signal
+    reflects again, as scipy does (the extension is periodic with period twice the length).
+    """
+    while pad > 0:
+        step = min(pad, x.shape[dim])
+        left = x.narrow(dim, 0, step).flip(dim)
+        right = x.narrow(dim, x.shape[dim] - step, step).flip(dim)
+        x = torch.cat([left, x, right], dim=dim)
+        pad -= step
+    return x
+
+
+class GaussianSmoothing(nn.Module):
+    """Separable Gaussian filter with scipy's ``gaussian_filter`` semantics (``mode="reflect"``, ``truncate=4``).
+
+    The official AnomalyCLIP smooths each map with ``scipy.ndimage.gaussian_filter(map, sigma)``: a kernel of
+    radius ``int(4 * sigma + 0.5)`` (33 taps for sigma 4), normalised to sum 1, and half-sample symmetric padding.
+    This module computes the same (to float32 rounding) inside the graph, as two 1-D convolutions.
+
+    Args:
+        sigma (float): standard deviation in pixels, > 0.
+        truncate (float): kernel radius in standard deviations. Defaults to ``4.0`` (scipy's default).
+    """
+
+    def __init__(self, sigma: float, truncate: float = 4.0) -> None:
+        super().__init__()
+        if sigma <= 0:
+            msg = f"sigma must be > 0, got {sigma}"
+            raise ValueError(msg)
+        self.radius = int(truncate * float(sigma) + 0.5)
+        offsets = torch.arange(-self.radius, self.radius + 1, dtype=torch.float64)
+        kernel = torch.exp(-0.5 * (offsets / float(sigma)) ** 2)
+        kernel = (kernel / kernel.sum()).to(torch.float32)
+        # Not persistent: derived from sigma, so checkpoints keep holding only what was learned.
+        self.register_buffer("kernel", kernel, persistent=False)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        """Smooth ``[B, C, H, W]`` maps channel by channel; the output has the input's shape."""
+        channels = maps.shape[1]
+        kernel = self.kernel.to(maps.dtype)
+        rows = kernel.reshape(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+        cols = kernel.reshape(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+        maps = F.conv2d(_pad_symmetric(maps, self.radius, dim=2), rows, groups=channels)
+        return F.conv2d(_pad_symmetric(maps, self.radius, dim=3), cols, groups=channels)
 
 
 class AnomalyClipOutput(NamedTuple):
@@ -127,14 +176,9 @@ class AnomalyClipModel(nn.Module):
             deep_depth=prompt_depth,
             deep_length=prompt_deep_length,
         )
-        # Separable (two 1-D passes): the same result as a 2-D kernel at 1/16 of the cost for sigma 4. Kernel size
-        # and reflect padding as anomalib's GaussianBlur2d (and scipy's gaussian_filter, truncate 4).
-        kernel_size = compute_kernel_size(sigma) if sigma > 0 else 0
-        self.gaussian_blur = (
-            GaussianBlur2d((kernel_size, kernel_size), (sigma, sigma), border_type="reflect", separable=True)
-            if sigma > 0
-            else None
-        )
+        # scipy.ndimage.gaussian_filter(sigma) as the official test.py applies it (33 taps for sigma 4, half-sample
+        # symmetric borders), as two 1-D passes inside the graph.
+        self.gaussian_blur = GaussianSmoothing(sigma) if sigma > 0 else None
         embed_dim = self.clip.text_projection.shape[-1]
         # Normalised [normal, abnormal] text features used in eval mode and baked into exports.
         self.register_buffer("text_features", torch.zeros(2, embed_dim))

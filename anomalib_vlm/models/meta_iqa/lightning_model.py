@@ -7,8 +7,9 @@ Two phases:
 
 1. :meth:`MetaIqa.meta_pretrain` learns the text context and the deep visual prompts over many small tasks, one
    per distortion type (first-order, Reptile-like: per task the prompts restart from the meta weights, adapt with
-   Adam on the task's support then query images, and the meta weights move a step toward the mean adapted
-   weights). The best meta weights are selected on validation data, never on the test set.
+   Adam on the task's images, one support step and one query step in turn as the official code does, and the meta
+   weights move a step toward the mean adapted weights). The best meta weights are selected on validation data,
+   never on the test set.
 2. ``Engine.fit`` fine-tunes the text context and the last blocks of both CLIP towers on a few MOS-labelled
    images (50 by default), with the quality gradient regularised against a semantic anchor (KL to a frozen
    zero-shot CLIP over nine scene prompts), so that the few images teach quality rather than content.
@@ -55,6 +56,7 @@ from anomalib_vlm.data.iqa import IqaBatch, IqaDataset
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
 from anomalib_vlm.models.components import CHECKPOINT_KEY, ClipBackboneModule
+from anomalib_vlm.official_checkpoints import read_checkpoint
 
 from .loss import GradientRule, quality_loss, regularize_gradients, semantic_loss
 from .torch_model import MetaIqaModel
@@ -63,6 +65,8 @@ from .visualizer import QualityVisualizer
 logger = logging.getLogger(__name__)
 
 _PROMPT_FILE_KEY = "meta_iqa_prompts"
+META_INNER_ORDERS = ("interleaved", "support_then_query")
+"""Orders of the inner Adam steps of a meta-training task (see ``meta_inner_order``)."""
 
 
 class MetaIqa(ClipBackboneModule, AnomalibModule):
@@ -78,16 +82,19 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         visual_prompt_depth (int | None): vision blocks with prompts; ``None`` = all (12 for ViT-B). Defaults to
             ``None``.
         visual_prompt_dropout (float): dropout on the projected visual prompts. Defaults to ``0.1``.
-        meta_prompts (str | None): file written by :meth:`save_prompts` (meta-pre-trained prompts) to start from.
-            Defaults to ``None`` (random prompts).
+        visual_prompt_dropout_per_sample (bool): one dropout mask per image (the official code); ``False`` shares
+            one mask across the batch. Defaults to ``True``.
+        meta_prompts (str | None): file written by :meth:`save_prompts` (meta-pre-trained prompts), or an official
+            GRMP-IQA checkpoint (``best_prompt.pt``), to start from. Defaults to ``None`` (random prompts).
         finetune_blocks (int): last blocks of each tower trained in fine-tuning. Defaults to ``4``.
         gradient_rule (str): ``"grmp"`` (official), ``"prograd"`` or ``"none"`` (see ``loss.py``). Defaults to
             ``"grmp"``.
         gradient_lambda (float): λ of the gradient regularisation. Defaults to ``5.0``.
         kl_temperature (float): temperature of the scene KL. Defaults to ``1.0``.
         scene_classes (list[str] | None): the semantic anchor's scenes ("a photo of a {scene}"), at least two;
-            ``None`` = the nine of the paper (LIQE's wording). Set them to your content, e.g. the parts your line
-            inspects. Defaults to ``None``.
+            ``None`` = the nine words of the official code (``indoor``, ``night``, ``still_life``, ...);
+            ``torch_model.SPELLED_OUT_SCENE_CLASSES`` spells three out as LIQE's paper does. Set them to your
+            content, e.g. the parts your line inspects. Defaults to ``None``.
         learning_rate (float): SGD learning rate of fine-tuning. Defaults to ``1e-3``.
         weight_decay (float): SGD weight decay. Defaults to ``1e-4``.
         momentum (float): SGD momentum (the official code uses plain SGD). Defaults to ``0.0``.
@@ -99,6 +106,10 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         meta_support_ratio (float): share of a task's images used as support (the rest is query). Defaults to ``0.8``.
         meta_support_batch_size (int): Defaults to ``75``.
         meta_query_batch_size (int): Defaults to ``50``.
+        meta_inner_order (str): order of a task's inner Adam steps. ``"interleaved"`` (the official code): after
+            each support batch one query batch, the query batches cycling, so a task takes twice as many steps as
+            it has support batches. ``"support_then_query"``: every support batch, then every query batch once.
+            Defaults to ``"interleaved"``.
         quality_threshold (float): captures with quality below it get ``pred_label = True`` (rejected).
             Defaults to ``0.5``.
         seed (int): seed of the meta-training task order and splits. Defaults to ``0``.
@@ -119,6 +130,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         visual_prompt_tokens: int = 100,
         visual_prompt_depth: int | None = None,
         visual_prompt_dropout: float = 0.1,
+        visual_prompt_dropout_per_sample: bool = True,
         meta_prompts: str | None = None,
         finetune_blocks: int = 4,
         gradient_rule: str = "grmp",
@@ -135,6 +147,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         meta_support_ratio: float = 0.8,
         meta_support_batch_size: int = 75,
         meta_query_batch_size: int = 50,
+        meta_inner_order: str = "interleaved",
         quality_threshold: float = 0.5,
         seed: int = 0,
         cache_dir: str | None = None,
@@ -149,6 +162,9 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
             raise ValueError(msg)
         if epochs < 1 or meta_epochs < 0:
             msg = f"epochs must be >= 1 and meta_epochs >= 0, got {epochs} and {meta_epochs}"
+            raise ValueError(msg)
+        if meta_inner_order not in META_INNER_ORDERS:
+            msg = f"meta_inner_order must be one of {list(META_INNER_ORDERS)}, got {meta_inner_order!r}"
             raise ValueError(msg)
         if not 0.0 < meta_support_ratio < 1.0:
             msg = f"meta_support_ratio must be in (0, 1), got {meta_support_ratio}"
@@ -171,6 +187,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
             visual_prompt_tokens=visual_prompt_tokens,
             visual_prompt_depth=visual_prompt_depth,
             visual_prompt_dropout=visual_prompt_dropout,
+            visual_prompt_dropout_per_sample=visual_prompt_dropout_per_sample,
             finetune_blocks=finetune_blocks,
             scene_classes=scene_classes,
             cache_dir=cache_dir,
@@ -335,27 +352,47 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         return float(value) if np.isfinite(value) else math.nan
 
     def _adapt(self, params: list[torch.nn.Parameter], task: IqaDataset, generator: torch.Generator) -> None:
-        """Inner loop: Adam on the task's support images, then on its query images (official order)."""
+        """Inner loop: Adam on the task's support and query images, in ``meta_inner_order``.
+
+        ``"interleaved"`` is the official order: each support batch is followed by one query batch, the query
+        loader starting again (reshuffled) when it runs out. ``"support_then_query"`` runs every support batch,
+        then every query batch once.
+        """
         order = torch.randperm(len(task), generator=generator).tolist()
         cut = min(len(order) - 1, max(1, round(len(order) * self.hparams.meta_support_ratio)))
         optimizer = torch.optim.Adam(params, lr=self.hparams.meta_inner_lr)
-        for indices, size in (
-            (order[:cut], self.hparams.meta_support_batch_size),
-            (order[cut:], self.hparams.meta_query_batch_size),
-        ):
-            loader = DataLoader(
+
+        def loader(indices: list[int], size: int) -> DataLoader:
+            return DataLoader(
                 torch.utils.data.Subset(task, indices),
                 batch_size=size,
                 shuffle=True,
                 generator=generator,
                 collate_fn=IqaBatch.collate,
             )
-            for batch in loader:
-                logits = self.model.quality_logits(self.model.image_features(self._prepare(batch.image)))
-                loss = quality_loss(logits, batch.gt_quality.to(self.device))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+
+        support = loader(order[:cut], self.hparams.meta_support_batch_size)
+        query = loader(order[cut:], self.hparams.meta_query_batch_size)
+        if self.hparams.get("meta_inner_order", "interleaved") == "support_then_query":
+            for batch in (*support, *query):
+                self._inner_step(batch, optimizer)
+            return
+        query_batches = iter(query)
+        for batch in support:
+            self._inner_step(batch, optimizer)
+            query_batch = next(query_batches, None)
+            if query_batch is None:  # the query loader ran out: start it again, as the official loop does
+                query_batches = iter(query)
+                query_batch = next(query_batches)
+            self._inner_step(query_batch, optimizer)
+
+    def _inner_step(self, batch: IqaBatch, optimizer: torch.optim.Optimizer) -> None:
+        """One Adam step of the quality loss on a batch."""
+        logits = self.model.quality_logits(self.model.image_features(self._prepare(batch.image)))
+        loss = quality_loss(logits, batch.gt_quality.to(self.device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
 
     def meta_pretrain(
         self,
@@ -448,7 +485,10 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         return path
 
     def load_prompts(self, path: str | Path) -> None:
-        """Load prompts written by :meth:`save_prompts`.
+        """Load prompts written by :meth:`save_prompts`, or an official GRMP-IQA checkpoint.
+
+        An official file (``best_prompt.pt`` of the official ``pretrain.py``, or a fine-tuned ``CustomCLIP`` state
+        dict) goes through :func:`~anomalib_vlm.models.meta_iqa.official.load_official_checkpoint`.
 
         Raises:
             FileNotFoundError: no such file.
@@ -458,7 +498,12 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         if not path.is_file():
             msg = f"Meta-prompt file not found: {path}"
             raise FileNotFoundError(msg)
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = read_checkpoint(path, "a MetaIqa prompts file or an official GRMP-IQA checkpoint")
+        if _PROMPT_FILE_KEY not in saved:
+            from .official import load_official_checkpoint
+
+            load_official_checkpoint(self, path)
+            return
         self.check_backbone_identity(saved.get(CHECKPOINT_KEY))
         own = self.model.state_dict()
         for key, value in saved[_PROMPT_FILE_KEY].items():

@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--meta-inner-lr", type=float, default=1e-4)
     parser.add_argument("--meta-outer-lr", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=None, help="support and query batch (default 75 / 50)")
+    parser.add_argument(
+        "--meta-inner-order",
+        choices=("interleaved", "support_then_query"),
+        default="interleaved",
+        help="inner steps: one support and one query batch in turn (official), or all support then all query",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser
@@ -91,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         visual_prompt_dropout=args.visual_prompt_dropout,
         meta_inner_lr=args.meta_inner_lr,
         meta_outer_lr=args.meta_outer_lr,
+        meta_inner_order=args.meta_inner_order,
         seed=args.seed,
         **batches,
     ).to(args.device)
