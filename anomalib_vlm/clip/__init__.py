@@ -4,11 +4,15 @@
 """The one place that knows open_clip: loading, dense vision features with DPAM surgery, and prompts."""
 
 from anomalib_vlm.clip.backbone import (
+    QUICK_GELU_SUFFIX,
     RANDOM_WEIGHTS_SEED,
     TINY_MODEL_NAME,
     backbone_fingerprint,
     list_backbones,
     load_clip_model,
+    load_weights_only,
+    open_clip_config,
+    read_weights_file,
 )
 from anomalib_vlm.clip.prompts import PromptLearner, encode_fixed_texts, encode_text_embeddings, tokenize
 from anomalib_vlm.clip.surgery import DualPathVisionEncoder, VisionFeatures, resize_positional_embedding
@@ -21,6 +25,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
+    "QUICK_GELU_SUFFIX",
     "RANDOM_WEIGHTS_SEED",
     "TINY_MODEL_NAME",
     "DualPathVisionEncoder",
@@ -31,6 +36,9 @@ __all__ = [
     "encode_text_embeddings",
     "list_backbones",
     "load_clip_model",
+    "load_weights_only",
+    "open_clip_config",
+    "read_weights_file",
     "resize_positional_embedding",
     "tokenize",
 ]

@@ -15,15 +15,41 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from anomalib_vlm.clip import backbone_fingerprint
+from anomalib_vlm.clip.backbone import describe_loaded, load_weights_only
 from anomalib_vlm.errors import CheckpointMismatchError
 
 CHECKPOINT_KEY = "anomalib_vlm_backbone"
 """Checkpoint entry holding the backbone identity."""
 FROZEN_PREFIX = "model.clip."
 """State-dict prefix of the frozen CLIP weights, which checkpoints leave out."""
+
+
+def read_checkpoint(path: str | Path, model: type) -> dict[str, Any]:
+    """Read a Lightning checkpoint of ``model`` safely: ``weights_only=True`` under anomalib's safe globals.
+
+    Args:
+        path (str | Path): the checkpoint file.
+        model (type): the model class it should belong to (its ``checkpoint_safe_globals`` are allowed).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is no checkpoint that can be read safely, or holds no ``state_dict``; the message names
+            the file, the model and what was found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{model.__name__} checkpoint not found: {path}"
+        raise FileNotFoundError(msg)
+    extra = model.checkpoint_safe_globals() if hasattr(model, "checkpoint_safe_globals") else ()
+    checkpoint = load_weights_only(path, f"{model.__name__} checkpoint", extra)
+    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
+        msg = (
+            f"{path} is not a {model.__name__} checkpoint: it holds no 'state_dict' "
+            f"(found {describe_loaded(checkpoint)})."
+        )
+        raise ValueError(msg)
+    return dict(checkpoint)
 
 
 class ClipBackboneModule:
@@ -106,13 +132,18 @@ class ClipBackboneModule:
     ) -> Any:
         """Load a checkpoint; a ``backbone`` override that differs from the checkpoint's fails before any loading.
 
+        The file is read once up front, with ``weights_only=True`` under anomalib's safe globals and the model's
+        :meth:`checkpoint_safe_globals`, so a file that is no checkpoint of this model fails with a message that
+        names it instead of deep inside Lightning.
+
         Raises:
+            ValueError: the file is no readable checkpoint, or holds no ``state_dict``.
             CheckpointMismatchError: the checkpoint's state belongs to another backbone.
         """
-        if "backbone" in kwargs:
-            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False).get(CHECKPOINT_KEY)
-            if saved is not None and saved["backbone"] != kwargs["backbone"]:
-                raise CheckpointMismatchError(cls.mismatch_message(saved, kwargs["backbone"], kwargs.get("pretrained")))
+        checkpoint = read_checkpoint(checkpoint_path, cls)
+        saved = checkpoint.get(CHECKPOINT_KEY)
+        if "backbone" in kwargs and saved is not None and saved["backbone"] != kwargs["backbone"]:
+            raise CheckpointMismatchError(cls.mismatch_message(saved, kwargs["backbone"], kwargs.get("pretrained")))
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
