@@ -22,6 +22,7 @@ import os
 import socket
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,8 +172,80 @@ def open_clip_config(backbone: str) -> tuple[str, bool]:
     raise ValueError(msg)
 
 
+def _is_tag(pretrained: str | Path | None) -> bool:
+    return pretrained is not None and str(pretrained) != "" and not _is_file_argument(pretrained)
+
+
 def _is_file_argument(pretrained: str | Path) -> bool:
     return isinstance(pretrained, Path) or _looks_like_path(str(pretrained))
+
+
+# ---------------------------------------------------------------------------------------------- preprocessing
+@dataclass(frozen=True)
+class ClipPreprocessing:
+    """How images are prepared for one CLIP backbone and pretrained tag, as open_clip declares it.
+
+    Attributes:
+        mean (tuple[float, ...]): normalisation mean per RGB channel.
+        std (tuple[float, ...]): normalisation standard deviation per RGB channel.
+        interpolation (str): ``"bicubic"`` or ``"bilinear"`` (open_clip's names).
+        resize_mode (str): ``"shortest"`` (shorter side to the size, then centre crop) or ``"squash"`` (both
+            sides to the size); open_clip's ``"longest"`` (pad) is declared by none of its pretrained tags.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str
+    resize_mode: str
+
+
+_PREPROCESS_FIELDS = ("mean", "std", "interpolation", "resize_mode")
+
+
+def clip_preprocessing(backbone: str, pretrained: str | Path | None) -> ClipPreprocessing:
+    """The normalisation and resizing the weights of ``backbone`` / ``pretrained`` were trained with.
+
+    Read from open_clip's registry without any download: its defaults (OpenAI's statistics, bicubic, shortest
+    side), overlaid with the model config's ``preprocess_cfg`` and then the pretrained tag's settings (LAION's
+    ``ViT-L-14`` ``laion2b_s32b_b82k`` uses Inception statistics, CLIPA tags ImageNet's and bilinear resizing,
+    SigLIP tags squash). A local file or ``None`` has no tag, so the config's defaults apply.
+
+    Args:
+        backbone (str): open_clip model name (see :func:`open_clip_config`).
+        pretrained (str | Path | None): pretrained tag, local file or ``None``.
+
+    Raises:
+        ValueError: an unknown backbone name.
+    """
+    open_clip = _open_clip()
+    config_name, _ = open_clip_config(backbone)
+    settings: dict = {}
+    with contextlib.suppress(ImportError):  # open_clip >= 2.24 declares its defaults in one dataclass
+        from dataclasses import asdict
+
+        from open_clip.transform import PreprocessCfg
+
+        settings.update(asdict(PreprocessCfg()))
+    if not settings:  # pragma: no cover - older open_clip: the defaults it hard-codes
+        from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+        settings = {
+            "mean": OPENAI_DATASET_MEAN,
+            "std": OPENAI_DATASET_STD,
+            "interpolation": "bicubic",
+            "resize_mode": "shortest",
+        }
+    overlays = [(open_clip.get_model_config(config_name) or {}).get("preprocess_cfg") or {}]
+    if _is_tag(pretrained):
+        overlays.append(open_clip.get_pretrained_cfg(config_name, str(pretrained)) or {})
+    for overlay in overlays:
+        settings.update({key: overlay[key] for key in _PREPROCESS_FIELDS if overlay.get(key) is not None})
+    return ClipPreprocessing(
+        mean=tuple(float(value) for value in settings["mean"]),
+        std=tuple(float(value) for value in settings["std"]),
+        interpolation=str(settings["interpolation"]),
+        resize_mode=str(settings["resize_mode"]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- weight files

@@ -14,16 +14,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from anomalib.data import ImageBatch
+from torchvision.transforms.v2 import InterpolationMode, Resize
 
 from anomalib_vlm.clip import (
+    CLIP_MEAN,
+    CLIP_STD,
     QUICK_GELU_SUFFIX,
     TINY_MODEL_NAME,
+    clip_preprocessing,
     load_clip_model,
+    normalization_of,
     tokenize,
 )
 from anomalib_vlm.clip.backbone import _open_clip, _weights_help
+from anomalib_vlm.clip.transforms import ResizeShorterSideCenterCrop
 from anomalib_vlm.errors import CheckpointMismatchError
-from anomalib_vlm.models import AnomalyClip, Supreme
+from anomalib_vlm.models import AnomalyClip, MetaIqa, Supreme
 
 PACKAGE = Path(__file__).parents[2] / "anomalib_vlm"
 OPENAI_MARKERS = {"input_resolution": 128, "context_length": 77, "vocab_size": 49408}
@@ -133,6 +140,85 @@ class TestOpenAIWeightFiles:
         assert "pretrained='/path/to/ViT-L-14-336.pt'" in message
         assert "exactly as pretrained='openai'" in message
         assert "'ViT-L-14-336-quickgelu'" in message
+
+
+# ---------------------------------------------------------------------------------------------- 2. preprocessing
+@pytest.fixture
+def tiny_tag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A pretrained tag for the tiny model with non-OpenAI preprocessing, its weights already in the cache."""
+    import open_clip.pretrained
+
+    url = "https://weights.invalid/anomalib-vlm-tiny-test-tag.pt"
+    declared = {"mean": (0.5, 0.4, 0.3), "std": (0.25, 0.2, 0.3), "interpolation": "bilinear", "resize_mode": "squash"}
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, TINY_MODEL_NAME, {"test_tag": {"url": url, **declared}})
+    torch.save(load_clip_model(TINY_MODEL_NAME, None).state_dict(), tmp_path / Path(url).name)
+    return {"backbone": TINY_MODEL_NAME, "pretrained": "test_tag", "cache_dir": str(tmp_path), **declared}
+
+
+class TestPreprocessingPerBackbone:
+    @staticmethod
+    @pytest.mark.parametrize(
+        ("backbone", "tag"),
+        [
+            ("ViT-L-14", "laion2b_s32b_b82k"),  # LAION: Inception statistics
+            ("ViT-L-14-CLIPA", "datacomp1b"),  # CLIPA: ImageNet statistics, bilinear, squash
+            ("ViT-H-14-quickgelu", "dfn5b"),  # DFN: squash
+            ("ViT-L-14-336", "openai"),
+            ("ViT-B-16", "laion2b_s34b_b88k"),
+        ],
+    )
+    def test_statistics_and_resizing_are_what_open_clip_declares(backbone: str, tag: str) -> None:
+        declared = _open_clip().get_pretrained_cfg(backbone, tag)
+        settings = clip_preprocessing(backbone, tag)
+        assert settings.mean == pytest.approx(declared["mean"])
+        assert settings.std == pytest.approx(declared["std"])
+        assert settings.interpolation == declared["interpolation"]
+        assert settings.resize_mode == declared["resize_mode"]
+
+    @staticmethod
+    def test_laion_and_openai_tags_differ_and_files_fall_back_to_openai() -> None:
+        assert clip_preprocessing("ViT-L-14", "laion2b_s32b_b82k").mean == pytest.approx((0.5, 0.5, 0.5))
+        assert clip_preprocessing("ViT-L-14-CLIPA", "datacomp1b").interpolation == "bilinear"
+        for pretrained in ("openai", None, "/weights/ViT-L-14.pt"):
+            settings = clip_preprocessing("ViT-L-14", pretrained)
+            assert (settings.mean, settings.std) == (pytest.approx(CLIP_MEAN), pytest.approx(CLIP_STD))
+            assert (settings.interpolation, settings.resize_mode) == ("bicubic", "shortest")
+
+    @staticmethod
+    def test_configure_pre_processor_uses_the_tags_settings() -> None:
+        for model in (AnomalyClip, Supreme, MetaIqa):
+            transform = model.configure_pre_processor((64, 64), "ViT-L-14", "laion2b_s32b_b82k").transform
+            assert normalization_of(transform) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+        squash = Supreme.configure_pre_processor((64, 64), "ViT-L-14-CLIPA", "datacomp1b").transform.transforms[0]
+        assert type(squash) is Resize
+        assert squash.interpolation == InterpolationMode.BILINEAR
+        crop = Supreme.configure_pre_processor((64, 64), "ViT-L-14", "openai").transform.transforms[0]
+        assert isinstance(crop, ResizeShorterSideCenterCrop)
+
+    @staticmethod
+    @pytest.mark.parametrize("model_class", [AnomalyClip, Supreme, MetaIqa])
+    def test_each_model_normalises_as_its_weights_were_trained(tiny_tag: dict, model_class: type) -> None:
+        settings = {key: tiny_tag[key] for key in ("backbone", "pretrained", "cache_dir")}
+        model = model_class(image_size=64, **settings)
+        transform = model.pre_processor.transform
+        assert normalization_of(transform) == (tiny_tag["mean"], tiny_tag["std"])
+        resize = transform.transforms[0]
+        assert type(resize) is Resize  # the tag declares 'squash'
+        assert resize.interpolation == InterpolationMode.BILINEAR
+
+    @staticmethod
+    def test_synthetic_anomalies_are_pasted_with_the_models_statistics(tiny_tag: dict) -> None:
+        """Denormalising with other statistics would clip dark and bright pixels outside the pasted anomaly."""
+        settings = {key: tiny_tag[key] for key in ("backbone", "pretrained", "cache_dir")}
+        model = AnomalyClip(image_size=64, synthetic_anomaly_probability=1.0, **settings)
+        torch.manual_seed(0)
+        pixels = torch.rand(4, 3, 64, 64)
+        mean, std = (torch.tensor(value).view(1, 3, 1, 1) for value in (tiny_tag["mean"], tiny_tag["std"]))
+        batch = ImageBatch(image=(pixels - mean) / std, gt_label=torch.zeros(4, dtype=torch.long))
+        images, _, masks = model._add_synthetic_anomalies(batch)
+        untouched = (masks == 0).unsqueeze(1).expand_as(images)
+        assert untouched.any()
+        torch.testing.assert_close(images[untouched], batch.image[untouched], atol=1e-5, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------- 8. safe loading
