@@ -322,3 +322,14 @@ class TestSafeLoading:
                 Supreme.load_from_checkpoint(path, **overrides)
             assert str(path) in str(error.value)
             assert "Supreme" in str(error.value)
+
+    @staticmethod
+    def test_a_meta_prompt_file_that_is_none_says_so(tmp_path: Path) -> None:
+        noise, other = tmp_path / "noise.pt", tmp_path / "other.pt"
+        noise.write_bytes(random.Random(1).randbytes(512))
+        torch.save({"epoch": 1}, other)
+        settings = {"backbone": TINY_MODEL_NAME, "pretrained": None, "image_size": 64}
+        with pytest.raises(ValueError, match=rf"{re.escape(str(noise))} is not a PyTorch checkpoint.*MetaIqa"):
+            MetaIqa(meta_prompts=str(noise), **settings)
+        with pytest.raises(ValueError, match=rf"{re.escape(str(other))} is not a meta-prompt file.*'epoch'"):
+            MetaIqa(meta_prompts=str(other), **settings)
