@@ -35,13 +35,11 @@ In Python::
 from __future__ import annotations
 
 import argparse
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from anomalib_vlm.clip.backbone import load_weights_only
 from anomalib_vlm.errors import CheckpointMismatchError
 
 MODELS = {
@@ -67,15 +65,14 @@ def read_checkpoint(path: str | Path, what: str) -> Mapping[str, Any]:
         msg = f"Official checkpoint not found: {path}"
         raise FileNotFoundError(msg)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        checkpoint = load_weights_only(path, what)
+    except ValueError as error:
         msg = (
-            f"{path} does not load as {what} with torch.load(weights_only=True): {str(error).splitlines()[0]}. "
-            "If it holds a pickled model object rather than a state dict, and you trust the file, convert it once "
-            "where the official code is importable: torch.save(torch.load(path, weights_only=False).state_dict(), "
-            "'state_dict.pt')."
+            f"{error}. If it holds a pickled model object rather than a state dict, and you trust the file, convert "
+            "it once where the official code is importable: torch.save(torch.load(path, weights_only=False)"
+            ".state_dict(), 'state_dict.pt')."
         )
-        raise CheckpointMismatchError(msg) from error
+        raise CheckpointMismatchError(msg) from None
     if not isinstance(checkpoint, Mapping):
         msg = f"{path} holds a {type(checkpoint).__name__}, not {what} (a dictionary of tensors)"
         raise CheckpointMismatchError(msg)

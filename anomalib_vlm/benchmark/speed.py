@@ -333,7 +333,11 @@ def run_speed(args: argparse.Namespace) -> SpeedReport:
         # The floor: the same open_clip model built for this input size, on CLIP-normalised input.
         from anomalib_vlm.models import AnomalyClip
 
-        normalised = AnomalyClip.configure_pre_processor((args.image_size, args.image_size)).transform(raw).to(device)
+        normalised = (
+            AnomalyClip.configure_pre_processor((args.image_size,) * 2, args.backbone, args.pretrained)
+            .transform(raw)
+            .to(device)
+        )
         bench.mark()
         floor_clip = load_clip_model(args.backbone, args.pretrained, image_size=args.image_size).to(device)
         bench.add("backbone encode_image (floor)", _inference(lambda: floor_clip.encode_image(normalised)), batch)

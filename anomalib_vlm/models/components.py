@@ -17,10 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from anomalib.utils.serialization import anomalib_safe_globals
-
 from anomalib_vlm.clip import backbone_fingerprint
+from anomalib_vlm.clip.backbone import describe_loaded, load_weights_only
 from anomalib_vlm.errors import CheckpointMismatchError
 
 CHECKPOINT_KEY = "anomalib_vlm_backbone"
@@ -47,18 +45,31 @@ def _quiet_loggers(names: Sequence[str], level: int = logging.WARNING) -> Iterat
             logger.setLevel(old_level)
 
 
-def read_checkpoint_file(checkpoint_path: str | Path, safe_types: Sequence[Any] = ()) -> dict[str, Any]:
-    """``torch.load`` a checkpoint with ``weights_only=True``, allowing anomalib's safe globals and ``safe_types``.
+def read_checkpoint(path: str | Path, model: type) -> dict[str, Any]:
+    """Read a Lightning checkpoint of ``model`` safely: ``weights_only=True`` under anomalib's safe globals.
+
+    Args:
+        path (str | Path): the checkpoint file.
+        model (type): the model class it should belong to (its ``checkpoint_safe_globals`` are allowed).
 
     Raises:
         FileNotFoundError: no such file.
+        ValueError: the file is no checkpoint that can be read safely, or holds no ``state_dict``; the message names
+            the file, the model and what was found.
     """
-    path = Path(checkpoint_path).expanduser()
+    path = Path(path)
     if not path.is_file():
-        msg = f"Checkpoint not found: {path}"
+        msg = f"{model.__name__} checkpoint not found: {path}"
         raise FileNotFoundError(msg)
-    with anomalib_safe_globals(extra=safe_types):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    extra = model.checkpoint_safe_globals() if hasattr(model, "checkpoint_safe_globals") else ()
+    checkpoint = load_weights_only(path, f"{model.__name__} checkpoint", extra)
+    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
+        msg = (
+            f"{path} is not a {model.__name__} checkpoint: it holds no 'state_dict' "
+            f"(found {describe_loaded(checkpoint)})."
+        )
+        raise ValueError(msg)
+    return dict(checkpoint)
 
 
 class ClipBackboneModule:
@@ -143,7 +154,7 @@ class ClipBackboneModule:
         Raises:
             FileNotFoundError: no such file.
         """
-        return read_checkpoint_file(checkpoint_path, cls.checkpoint_safe_globals())  # type: ignore[attr-defined]
+        return read_checkpoint(checkpoint_path, cls)
 
     @staticmethod
     def read_checkpoint_identity(checkpoint_path: str | Path) -> dict[str, Any] | None:
@@ -163,7 +174,12 @@ class ClipBackboneModule:
             if hasattr(model_class, "checkpoint_safe_globals")
             for safe_type in model_class.checkpoint_safe_globals()
         ]
-        return read_checkpoint_file(checkpoint_path, safe_types).get(CHECKPOINT_KEY)
+        path = Path(checkpoint_path).expanduser()
+        if not path.is_file():
+            msg = f"Checkpoint not found: {path}"
+            raise FileNotFoundError(msg)
+        checkpoint = load_weights_only(path, "a checkpoint of an anomalib-vlm model", safe_types)
+        return checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, Mapping) else None
 
     def load_learned_state(self, checkpoint_path: str | Path) -> None:
         """Load a checkpoint's learned state (prompts, thresholds, normalisation) into this model, in place.
@@ -185,13 +201,18 @@ class ClipBackboneModule:
     ) -> Any:
         """Load a checkpoint; a ``backbone`` override that differs from the checkpoint's fails before any loading.
 
+        The file is read once up front, with ``weights_only=True`` under anomalib's safe globals and the model's
+        :meth:`checkpoint_safe_globals`, so a file that is no checkpoint of this model fails with a message that
+        names it instead of deep inside Lightning.
+
         Raises:
+            ValueError: the file is no readable checkpoint, or holds no ``state_dict``.
             CheckpointMismatchError: the checkpoint's state belongs to another backbone.
         """
-        if "backbone" in kwargs:
-            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False).get(CHECKPOINT_KEY)
-            if saved is not None and saved["backbone"] != kwargs["backbone"]:
-                raise CheckpointMismatchError(cls.mismatch_message(saved, kwargs["backbone"], kwargs.get("pretrained")))
+        checkpoint = read_checkpoint(checkpoint_path, cls)
+        saved = checkpoint.get(CHECKPOINT_KEY)
+        if "backbone" in kwargs and saved is not None and saved["backbone"] != kwargs["backbone"]:
+            raise CheckpointMismatchError(cls.mismatch_message(saved, kwargs["backbone"], kwargs.get("pretrained")))
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

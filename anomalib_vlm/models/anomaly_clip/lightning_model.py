@@ -40,9 +40,8 @@ from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Resize
 
-from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
+from anomalib_vlm.clip import clip_pre_processor, clip_preprocessing, normalization_of
 from anomalib_vlm.models.components import ClipBackboneModule
 
 from .loss import AnomalyClipLoss
@@ -85,8 +84,8 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
             :data:`NORMAL_ONLY_SYNTHETIC_ANOMALY_PROBABILITY` with a warning, since the prompts could learn
             nothing from it; where the data cannot be inspected up front, the first epoch stops with an error.
         cache_dir (str | None): open_clip weight cache folder. Defaults to open_clip's own.
-        pre_processor (PreProcessor | bool): pre-processor or flag. Defaults to ``True`` (bicubic resize to
-            ``image_size`` and CLIP normalisation).
+        pre_processor (PreProcessor | bool): pre-processor or flag. Defaults to ``True`` (resize to
+            ``image_size`` and the normalisation of the backbone's weights, see :meth:`configure_pre_processor`).
         post_processor (PostProcessor | bool): post-processor or flag. Defaults to ``True``.
         evaluator (Evaluator | bool): evaluator or flag. Defaults to ``True`` (image AUROC/AUPR/F1, pixel
             AUROC/AUPRO/F1).
@@ -127,7 +126,7 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
             msg = f"epochs must be >= 1, got {epochs}"
             raise ValueError(msg)
         if pre_processor is True:
-            pre_processor = self.configure_pre_processor((image_size, image_size))
+            pre_processor = self.configure_pre_processor((image_size, image_size), backbone, pretrained)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -155,19 +154,24 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
 
     # ------------------------------------------------------------------ anomalib configuration
     @classmethod
-    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
-        """Bicubic resize to the model input size and CLIP normalisation (as the official code).
+    def configure_pre_processor(
+        cls,
+        image_size: tuple[int, int] | None = None,
+        backbone: str = "ViT-L-14-336",
+        pretrained: str | None = "openai",
+    ) -> PreProcessor:
+        """Resize of the whole image to the model input (as the official code) and the backbone's normalisation.
+
+        Statistics and interpolation are those open_clip declares for ``backbone`` and ``pretrained``
+        (:func:`~anomalib_vlm.clip.clip_pre_processor`); the resize squashes whatever the backbone's resize mode,
+        so the anomaly map covers the whole image.
 
         Args:
             image_size (tuple[int, int] | None): model input size. Defaults to ``(518, 518)``.
+            backbone (str): open_clip model name. Defaults to ``"ViT-L-14-336"``.
+            pretrained (str | None): pretrained tag or weight file. Defaults to ``"openai"``.
         """
-        transform = Compose(
-            [
-                Resize(image_size or (518, 518), antialias=True, interpolation=InterpolationMode.BICUBIC),
-                Normalize(mean=CLIP_MEAN, std=CLIP_STD),
-            ]
-        )
-        return PreProcessor(transform=transform)
+        return clip_pre_processor(backbone, pretrained, image_size or (518, 518), resize_mode="squash")
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:
@@ -268,8 +272,12 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         images, labels, masks = batch.image, batch.gt_label, batch.gt_mask
         if self.synthetic_anomalies is None:
             return images, labels, masks
-        mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(CLIP_STD, device=images.device).view(1, -1, 1, 1)
+        statistics = normalization_of(getattr(self.pre_processor, "transform", None))
+        if statistics is None:  # no Normalize in a custom pre-processor: the backbone's own statistics
+            settings = clip_preprocessing(self.hparams.backbone, self.hparams.pretrained)
+            statistics = settings.mean, settings.std
+        mean = torch.tensor(statistics[0], device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(statistics[1], device=images.device).view(1, -1, 1, 1)
         normal = labels == 0
         if not normal.any():
             return images, labels, masks

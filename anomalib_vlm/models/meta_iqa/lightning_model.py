@@ -49,14 +49,13 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from scipy.stats import spearmanr
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Resize
 
-from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
+from anomalib_vlm.clip import clip_pre_processor
+from anomalib_vlm.clip.backbone import describe_loaded, load_weights_only
 from anomalib_vlm.data.iqa import IqaBatch, IqaDataset
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
 from anomalib_vlm.models.components import CHECKPOINT_KEY, ClipBackboneModule
-from anomalib_vlm.official_checkpoints import read_checkpoint
 
 from .loss import GradientRule, quality_loss, regularize_gradients, semantic_loss
 from .torch_model import MetaIqaModel
@@ -114,8 +113,8 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
             Defaults to ``0.5``.
         seed (int): seed of the meta-training task order and splits. Defaults to ``0``.
         cache_dir (str | None): open_clip weight cache. Defaults to open_clip's own.
-        pre_processor (PreProcessor | bool): Defaults to ``True`` (bicubic resize to ``image_size``, CLIP
-            normalisation).
+        pre_processor (PreProcessor | bool): Defaults to ``True`` (resize to ``image_size``, the normalisation of
+            the backbone's weights; see :meth:`configure_pre_processor`).
         post_processor (PostProcessor | bool): Defaults to ``True`` (no normalisation, fixed quality threshold).
         evaluator (Evaluator | bool): Defaults to ``True`` (SRCC and PLCC on validation and test).
         visualizer (Visualizer | bool): Defaults to ``True`` (each tested image saved with its quality caption).
@@ -170,7 +169,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
             msg = f"meta_support_ratio must be in (0, 1), got {meta_support_ratio}"
             raise ValueError(msg)
         if pre_processor is True:
-            pre_processor = self.configure_pre_processor((image_size, image_size))
+            pre_processor = self.configure_pre_processor((image_size, image_size), backbone, pretrained)
         if post_processor is True:
             post_processor = self.configure_post_processor(quality_threshold)
         super().__init__(
@@ -199,22 +198,25 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
 
     # ------------------------------------------------------------------ anomalib configuration
     @classmethod
-    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
-        """Bicubic resize to the model input and CLIP normalisation.
+    def configure_pre_processor(
+        cls,
+        image_size: tuple[int, int] | None = None,
+        backbone: str = "ViT-B-16",
+        pretrained: str | None = "openai",
+    ) -> PreProcessor:
+        """Resize of the whole image to the model input and the normalisation of the backbone's weights.
 
-        The official code normalises with ImageNet statistics on 224 crops of 244-pixel images; CLIP's own
-        statistics are what the weights were trained with (the difference is small and documented).
+        The official code normalises with ImageNet statistics on 224 crops of 244-pixel images; the statistics
+        the weights were trained with (as open_clip declares them for ``backbone`` and ``pretrained``, OpenAI's
+        for ``"openai"``) are used instead (the difference is small and documented). The resize squashes, so
+        the whole capture is judged.
 
         Args:
             image_size (tuple[int, int] | None): model input size. Defaults to ``(224, 224)``.
+            backbone (str): open_clip model name. Defaults to ``"ViT-B-16"``.
+            pretrained (str | None): pretrained tag or weight file. Defaults to ``"openai"``.
         """
-        transform = Compose(
-            [
-                Resize(image_size or (224, 224), antialias=True, interpolation=InterpolationMode.BICUBIC),
-                Normalize(mean=CLIP_MEAN, std=CLIP_STD),
-            ]
-        )
-        return PreProcessor(transform=transform)
+        return clip_pre_processor(backbone, pretrained, image_size or (224, 224), resize_mode="squash")
 
     @staticmethod
     def configure_post_processor(quality_threshold: float = 0.5) -> PostProcessor:
@@ -492,18 +494,29 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
 
         Raises:
             FileNotFoundError: no such file.
+            ValueError: the file is no meta-prompt file that can be read safely.
             CheckpointMismatchError: the prompts were learned on another backbone or with another prompt layout.
         """
         path = Path(path)
         if not path.is_file():
             msg = f"Meta-prompt file not found: {path}"
             raise FileNotFoundError(msg)
-        saved = read_checkpoint(path, "a MetaIqa prompts file or an official GRMP-IQA checkpoint")
-        if _PROMPT_FILE_KEY not in saved:
+        saved = load_weights_only(path, f"{type(self).__name__} meta-prompt file", self.checkpoint_safe_globals())
+        if isinstance(saved, dict) and _PROMPT_FILE_KEY not in saved:
             from .official import load_official_checkpoint
 
-            load_official_checkpoint(self, path)
+            try:
+                load_official_checkpoint(self, path)
+            except CheckpointMismatchError as error:
+                msg = (
+                    f"{path} is not a meta-prompt file (see save_prompts) nor an official GRMP-IQA checkpoint: "
+                    f"found {describe_loaded(saved)}. {error}"
+                )
+                raise CheckpointMismatchError(msg) from None
             return
+        if not isinstance(saved, dict) or not isinstance(saved.get(_PROMPT_FILE_KEY), dict):
+            msg = f"{path} is not a meta-prompt file (see save_prompts): found {describe_loaded(saved)}"
+            raise ValueError(msg)
         self.check_backbone_identity(saved.get(CHECKPOINT_KEY))
         own = self.model.state_dict()
         for key, value in saved[_PROMPT_FILE_KEY].items():

@@ -45,10 +45,8 @@ from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from torchvision.transforms.v2 import Compose, Normalize
 
-from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
-from anomalib_vlm.clip.transforms import ResizeShorterSideCenterCrop
+from anomalib_vlm.clip import clip_pre_processor
 from anomalib_vlm.metrics import FPR95, IDAccuracy
 from anomalib_vlm.models.components import ClipBackboneModule
 
@@ -97,7 +95,8 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             name to image files. Defaults to ``None``.
         cache_dir (str | None): open_clip weight cache folder. Defaults to open_clip's own.
         pre_processor, post_processor, evaluator, visualizer: anomalib components or flags. The pre-processor
-            resizes (bicubic, shorter side) and centre-crops to ``image_size`` and applies CLIP normalisation; the
+            resizes (bicubic, shorter side) and centre-crops to ``image_size`` and normalises, as open_clip declares
+            for the backbone's weights (:meth:`configure_pre_processor`); the
             evaluator reports image AUROC, FPR95 (ID-positive convention) and ID accuracy.
     """
 
@@ -143,7 +142,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             msg = f"gradient_clip_norm must be > 0 (or None), got {gradient_clip_norm}"
             raise ValueError(msg)
         if pre_processor is True:
-            pre_processor = self.configure_pre_processor((image_size, image_size))
+            pre_processor = self.configure_pre_processor((image_size, image_size), backbone, pretrained)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -172,11 +171,22 @@ class Supreme(ClipBackboneModule, AnomalibModule):
 
     # ------------------------------------------------------------------ anomalib configuration
     @classmethod
-    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
-        """CLIP's preprocessing: bicubic resize of the shorter side, centre crop, CLIP normalisation.
+    def configure_pre_processor(
+        cls,
+        image_size: tuple[int, int] | None = None,
+        backbone: str = "ViT-B-16",
+        pretrained: str | None = "openai",
+    ) -> PreProcessor:
+        """The backbone's own preprocessing, as open_clip declares it for ``backbone`` and ``pretrained``.
+
+        For OpenAI's weights: bicubic resize of the shorter side, centre crop, OpenAI's statistics; tags that
+        declare a squash resize, other statistics or interpolation get those
+        (:func:`~anomalib_vlm.clip.clip_pre_processor`).
 
         Args:
             image_size (tuple[int, int] | None): model input size. Defaults to ``(224, 224)``.
+            backbone (str): open_clip model name. Defaults to ``"ViT-B-16"``.
+            pretrained (str | None): pretrained tag or weight file. Defaults to ``"openai"``.
 
         Raises:
             ValueError: a non-square ``image_size``.
@@ -185,8 +195,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         if size[0] != size[1]:
             msg = f"Supreme takes square inputs (CLIP's centre crop), got image_size {tuple(size)}"
             raise ValueError(msg)
-        transform = Compose([ResizeShorterSideCenterCrop(size[0]), Normalize(mean=CLIP_MEAN, std=CLIP_STD)])
-        return PreProcessor(transform=transform)
+        return clip_pre_processor(backbone, pretrained, size)
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:
