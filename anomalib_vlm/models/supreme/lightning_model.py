@@ -49,7 +49,7 @@ from torchvision.transforms.v2 import Compose, Normalize
 
 from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
 from anomalib_vlm.clip.transforms import ResizeShorterSideCenterCrop
-from anomalib_vlm.metrics import FPR95, IDAccuracy
+from anomalib_vlm.metrics import FPR95, RAW_PRED_SCORE, IDAccuracy, RawScoreEvaluator, RawScorePostProcessor
 from anomalib_vlm.models.components import ClipBackboneModule
 
 from .loss import SupremeLoss
@@ -190,18 +190,26 @@ class Supreme(ClipBackboneModule, AnomalibModule):
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:
-        """Anomalib's default post-processor: adaptive threshold and min-max normalisation from validation."""
-        return PostProcessor()
+        """Anomalib's post-processor (adaptive threshold, min-max normalisation from validation), keeping raw scores.
+
+        The deployed ``pred_score`` / ``pred_label`` are anomalib's; the OOD score as the model computed it stays
+        on test batches as ``raw_pred_score`` for the ranking metrics.
+        """
+        return RawScorePostProcessor()
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
-        """The paper's metrics: AUROC and FPR95 (FPR of OOD at 95 % TPR of ID) of the OOD score; ID accuracy."""
+        """The paper's metrics: AUROC and FPR95 (FPR of OOD at 95 % TPR of ID) of the OOD score; ID accuracy.
+
+        AUROC and FPR95 rank the model's own OOD scores (``raw_pred_score``): the normalised ones are clamped to
+        ``[0, 1]``, which ties every score beyond half the validation range and distorts both.
+        """
         test_metrics = [
-            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
-            FPR95(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUROC(fields=[RAW_PRED_SCORE, "gt_label"], prefix="image_", normalization=None),
+            FPR95(fields=[RAW_PRED_SCORE, "gt_label"], prefix="image_"),
             IDAccuracy(fields=["pred_class", "gt_class"], prefix="id_"),
         ]
-        return Evaluator(test_metrics=test_metrics)
+        return RawScoreEvaluator(test_metrics=test_metrics)
 
     @property
     def learning_type(self) -> LearningType:
