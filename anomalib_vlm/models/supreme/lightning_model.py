@@ -54,6 +54,7 @@ from anomalib_vlm.models.components import ClipBackboneModule
 
 from .loss import SupremeLoss
 from .torch_model import SupremeMode, SupremeModel, check_class_names, class_name_key
+from .visualizer import OODVisualizer
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         cache_dir (str | None): open_clip weight cache folder. Defaults to open_clip's own.
         pre_processor, post_processor, evaluator, visualizer: anomalib components or flags. The pre-processor
             resizes (bicubic, shorter side) and centre-crops to ``image_size`` and applies CLIP normalisation; the
-            evaluator reports image AUROC, FPR95 (ID-positive convention) and ID accuracy.
+            evaluator reports image AUROC, FPR95 (ID-positive convention) and ID accuracy; the visualizer writes each
+            image with its ID class, OOD score and decision.
     """
 
     def __init__(
@@ -210,6 +212,11 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             IDAccuracy(fields=["pred_class", "gt_class"], prefix="id_"),
         ]
         return RawScoreEvaluator(test_metrics=test_metrics)
+
+    @staticmethod
+    def configure_visualizer() -> OODVisualizer:
+        """Anomalib's image visualizer, each image captioned with its ID class, OOD score and OOD decision."""
+        return OODVisualizer()
 
     @property
     def learning_type(self) -> LearningType:
