@@ -42,6 +42,7 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from anomalib_vlm.clip import clip_pre_processor, clip_preprocessing, normalization_of
+from anomalib_vlm.metrics import RAW_ANOMALY_MAP, RAW_PRED_SCORE, RawScoreEvaluator, RawScorePostProcessor
 from anomalib_vlm.models.components import ClipBackboneModule
 
 from .loss import AnomalyClipLoss
@@ -175,21 +176,29 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:
-        """Anomalib's default post-processor: adaptive thresholds and min-max normalisation from validation."""
-        return PostProcessor()
+        """Anomalib's post-processor (adaptive thresholds, min-max normalisation from validation), keeping raw scores.
+
+        The deployed scores, maps, labels and masks are anomalib's; the model's own image scores and maps stay on
+        test batches as ``raw_pred_score`` / ``raw_anomaly_map`` for the ranking metrics.
+        """
+        return RawScorePostProcessor()
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
-        """The paper's metrics: image AUROC and AP (AUPR), pixel AUROC and AUPRO, plus F1 at the threshold."""
+        """The paper's metrics: image AUROC and AP (AUPR), pixel AUROC and AUPRO, plus F1 at the threshold.
+
+        The ranking metrics read the model's own scores and maps (``raw_*``; normalisation clamps to ``[0, 1]``
+        and ties what lies beyond half the validation range); F1 reads the deployed labels and masks.
+        """
         test_metrics = [
-            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
-            AUPR(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUROC(fields=[RAW_PRED_SCORE, "gt_label"], prefix="image_", normalization=None),
+            AUPR(fields=[RAW_PRED_SCORE, "gt_label"], prefix="image_", normalization=None),
             F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
-            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
-            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            AUROC(fields=[RAW_ANOMALY_MAP, "gt_mask"], prefix="pixel_", strict=False, normalization=None),
+            AUPRO(fields=[RAW_ANOMALY_MAP, "gt_mask"], prefix="pixel_", strict=False),
             F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
         ]
-        return Evaluator(test_metrics=test_metrics)
+        return RawScoreEvaluator(test_metrics=test_metrics)
 
     @classmethod
     def checkpoint_safe_globals(cls) -> Sequence[Any]:

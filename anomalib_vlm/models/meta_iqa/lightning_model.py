@@ -54,6 +54,7 @@ from anomalib_vlm.clip import clip_pre_processor
 from anomalib_vlm.clip.backbone import describe_loaded, load_weights_only
 from anomalib_vlm.data.iqa import IqaBatch, IqaDataset
 from anomalib_vlm.errors import CheckpointMismatchError
+from anomalib_vlm.metrics import RawScoreEvaluator, RawScorePostProcessor, raw_field
 from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
 from anomalib_vlm.models.components import CHECKPOINT_KEY, ClipBackboneModule
 
@@ -222,17 +223,25 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
     def configure_post_processor(quality_threshold: float = 0.5) -> PostProcessor:
         """No min-max normalisation; ``pred_label = pred_score > 1 - quality_threshold`` (quality below it).
 
+        The quality as the model computed it is kept as ``raw_pred_quality`` for SRCC / PLCC, so the metrics stay
+        on the model's own scores if normalisation is switched on.
+
         Args:
             quality_threshold (float): quality under which a capture is rejected. Defaults to ``0.5``.
         """
-        return PostProcessor(enable_normalization=False, image_sensitivity=quality_threshold)
+        return RawScorePostProcessor(
+            raw_fields=("pred_score", "pred_quality"),
+            enable_normalization=False,
+            image_sensitivity=quality_threshold,
+        )
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
-        """SRCC and PLCC between predicted quality and MOS, on validation and test."""
-        return Evaluator(
-            val_metrics=[SRCC(prefix="val_"), PLCC(prefix="val_")],
-            test_metrics=[SRCC(prefix="test_"), PLCC(prefix="test_")],
+        """SRCC and PLCC between the model's own predicted quality (``raw_pred_quality``) and MOS, val and test."""
+        fields = [raw_field("pred_quality"), "gt_quality"]
+        return RawScoreEvaluator(
+            val_metrics=[SRCC(fields=fields, prefix="val_"), PLCC(fields=fields, prefix="val_")],
+            test_metrics=[SRCC(fields=fields, prefix="test_"), PLCC(fields=fields, prefix="test_")],
         )
 
     @staticmethod

@@ -6,5 +6,6 @@
 from .lightning_model import Supreme
 from .loss import SupremeLoss
 from .torch_model import SupremeMode, SupremeModel
+from .visualizer import OODVisualizer
 
-__all__ = ["Supreme", "SupremeLoss", "SupremeMode", "SupremeModel"]
+__all__ = ["OODVisualizer", "Supreme", "SupremeLoss", "SupremeMode", "SupremeModel"]

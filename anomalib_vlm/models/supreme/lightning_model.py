@@ -47,11 +47,12 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from anomalib_vlm.clip import clip_pre_processor
-from anomalib_vlm.metrics import FPR95, IDAccuracy
+from anomalib_vlm.metrics import FPR95, RAW_PRED_SCORE, IDAccuracy, RawScoreEvaluator, RawScorePostProcessor
 from anomalib_vlm.models.components import ClipBackboneModule
 
 from .loss import SupremeLoss
 from .torch_model import SupremeMode, SupremeModel, check_class_names, class_name_key
+from .visualizer import OODVisualizer
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         pre_processor, post_processor, evaluator, visualizer: anomalib components or flags. The pre-processor
             resizes (bicubic, shorter side) and centre-crops to ``image_size`` and normalises, as open_clip declares
             for the backbone's weights (:meth:`configure_pre_processor`); the
-            evaluator reports image AUROC, FPR95 (ID-positive convention) and ID accuracy.
+            evaluator reports image AUROC, FPR95 (ID-positive convention) and ID accuracy; the visualizer writes each
+            image with its ID class, OOD score and decision.
     """
 
     def __init__(
@@ -199,18 +201,31 @@ class Supreme(ClipBackboneModule, AnomalibModule):
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:
-        """Anomalib's default post-processor: adaptive threshold and min-max normalisation from validation."""
-        return PostProcessor()
+        """Anomalib's post-processor (adaptive threshold, min-max normalisation from validation), keeping raw scores.
+
+        The deployed ``pred_score`` / ``pred_label`` are anomalib's; the OOD score as the model computed it stays
+        on test batches as ``raw_pred_score`` for the ranking metrics.
+        """
+        return RawScorePostProcessor()
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
-        """The paper's metrics: AUROC and FPR95 (FPR of OOD at 95 % TPR of ID) of the OOD score; ID accuracy."""
+        """The paper's metrics: AUROC and FPR95 (FPR of OOD at 95 % TPR of ID) of the OOD score; ID accuracy.
+
+        AUROC and FPR95 rank the model's own OOD scores (``raw_pred_score``): the normalised ones are clamped to
+        ``[0, 1]``, which ties every score beyond half the validation range and distorts both.
+        """
         test_metrics = [
-            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
-            FPR95(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUROC(fields=[RAW_PRED_SCORE, "gt_label"], prefix="image_", normalization=None),
+            FPR95(fields=[RAW_PRED_SCORE, "gt_label"], prefix="image_"),
             IDAccuracy(fields=["pred_class", "gt_class"], prefix="id_"),
         ]
-        return Evaluator(test_metrics=test_metrics)
+        return RawScoreEvaluator(test_metrics=test_metrics)
+
+    @staticmethod
+    def configure_visualizer() -> OODVisualizer:
+        """Anomalib's image visualizer, each image captioned with its ID class, OOD score and OOD decision."""
+        return OODVisualizer()
 
     @property
     def learning_type(self) -> LearningType:
