@@ -143,3 +143,11 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     for line in output.splitlines():
         if "max map difference" in line:
             assert float(line.rsplit(" ", 1)[-1]) < 1e-4
+
+    # A re-run with other settings in the same folder neither fails on the first run's data nor overwrites it.
+    main(["--output", str(tmp_path), "--epochs", "1", "--image-size", "64", "--test-category", "wood"])
+    assert "| wood |" in capsys.readouterr().out
+    assert sorted(path.name for path in (tmp_path / "datasets").iterdir()) == [
+        "synthetic_128px_seed0",
+        "synthetic_64px_seed0",
+    ]

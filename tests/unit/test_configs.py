@@ -14,6 +14,7 @@ import io
 from pathlib import Path
 
 import pytest
+import yaml
 from anomalib.cli.cli import AnomalibCLI
 
 import anomalib_vlm  # noqa: F401 - registers the models with anomalib's CLI
@@ -64,3 +65,11 @@ def test_an_unknown_option_fails_the_parse(tmp_path: Path) -> None:
     stale.write_text(text.replace("  init_args:\n", "  init_args:\n    no_such_option: 3\n", 1))
     with contextlib.redirect_stderr(io.StringIO()), pytest.raises(SystemExit):
         build_parser().parse_args(["--config", str(stale)])
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_config_fixes_its_seed(config: Path) -> None:
+    """The anomalib CLI seeds at random unless told (``seed_everything: true``): quoted numbers must reproduce."""
+    settings = yaml.safe_load(config.read_text())
+    seed = settings.get("seed") if config in CROSS_DATASET else settings.get("seed_everything")
+    assert isinstance(seed, int) and not isinstance(seed, bool), f"{config.name}: no integer seed ({seed!r})"
