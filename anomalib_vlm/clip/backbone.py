@@ -43,6 +43,24 @@ It mirrors ViT-L-14's depth, so every paper default (feature layer 24, DPAM on t
 depth 9) applies unchanged; its weights are random but seeded, so tests, demos and checkpoints are reproducible.
 """
 
+SMALL_MODEL_NAME = "anomalib-vlm-small"
+"""A small CLIP (ViT with 24 blocks of width 64 at 64 px, text tower of 12 blocks of width 48) with shipped weights.
+
+Like the tiny model it mirrors ViT-L-14's depth; unlike it, its weights (tag :data:`SMALL_PRETRAINED_TAG`) were
+pre-trained by ``anomalib-vlm pretrain-clip`` on the package's captioned corpus, so its text and image features
+carry (narrow) meaning: colours, materials, shapes, defect kinds and quality degradations.
+"""
+
+SMALL_PRETRAINED_TAG = "anomalib-vlm-synthetic"
+"""The pretrained tag of the shipped small-CLIP weights, used like ``"openai"``."""
+
+PACKAGE_WEIGHTS: dict[tuple[str, str], Path] = {
+    (SMALL_MODEL_NAME, SMALL_PRETRAINED_TAG): Path(__file__).parent
+    / "assets"
+    / "anomalib-vlm-small-synthetic.safetensors",
+}
+"""Pretrained tags whose weights ship inside the package: ``(backbone, tag) -> file``."""
+
 RANDOM_WEIGHTS_SEED = 0
 """Seed for ``pretrained=None``: the same backbone name always gives the same random weights."""
 
@@ -67,6 +85,12 @@ def _open_clip():  # noqa: ANN202
         msg = "open_clip is required: pip install 'open-clip-torch>=2.23.0,<2.26.1'"
         raise ImportError(msg) from error
     open_clip.add_model_config(CONFIG_DIR)
+    for (backbone, tag), path in PACKAGE_WEIGHTS.items():  # listed like any tag; loaded by load_clip_model
+        open_clip.pretrained._PRETRAINED.setdefault(backbone, {})[tag] = {
+            "file": str(path),
+            "mean": (0.48145466, 0.4578275, 0.40821073),
+            "std": (0.26862954, 0.26130258, 0.27577711),
+        }
     return open_clip
 
 
@@ -196,6 +220,8 @@ def load_clip_model(
             except (RuntimeError, KeyError) as error:
                 msg = f"Checkpoint {path} does not fit CLIP model '{backbone}': {str(error).splitlines()[0]}"
                 raise ValueError(msg) from None
+        elif (backbone, str(pretrained)) in PACKAGE_WEIGHTS:
+            model = _load_package_weights(open_clip, backbone, PACKAGE_WEIGHTS[backbone, str(pretrained)], image_size)
         else:
             tags = open_clip.list_pretrained_tags_by_model(backbone)
             if pretrained not in tags:
@@ -219,6 +245,20 @@ def load_clip_model(
                 raise WeightsUnavailableError(_weights_help(backbone, str(pretrained))) from None
     model.eval()
     model.requires_grad_(False)
+    return model
+
+
+def _load_package_weights(open_clip, backbone: str, path: Path, image_size: int | None) -> nn.Module:  # noqa: ANN001
+    """Build ``backbone`` and load weights that ship with the package (half-precision safetensors)."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        msg = f"The packaged weights of '{backbone}' are missing: {path} (a broken install?)"
+        raise WeightsUnavailableError(msg)
+    model = open_clip.create_model(backbone, pretrained=None, force_image_size=image_size)
+    state = {key: value.float() for key, value in load_file(str(path)).items()}
+    open_clip.model.resize_pos_embed(state, model)
+    model.load_state_dict(state)
     return model
 
 
