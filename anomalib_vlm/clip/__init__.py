@@ -5,6 +5,8 @@
 
 from anomalib_vlm.clip.backbone import (
     RANDOM_WEIGHTS_SEED,
+    SMALL_MODEL_NAME,
+    SMALL_PRETRAINED_TAG,
     TINY_MODEL_NAME,
     backbone_fingerprint,
     list_backbones,
@@ -22,6 +24,8 @@ __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "RANDOM_WEIGHTS_SEED",
+    "SMALL_MODEL_NAME",
+    "SMALL_PRETRAINED_TAG",
     "TINY_MODEL_NAME",
     "DualPathVisionEncoder",
     "PromptLearner",

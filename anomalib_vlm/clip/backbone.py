@@ -61,6 +61,9 @@ PACKAGE_WEIGHTS: dict[tuple[str, str], Path] = {
 }
 """Pretrained tags whose weights ship inside the package: ``(backbone, tag) -> file``."""
 
+SMALL_WEIGHTS_SHA256 = "9720d2883dbd5e0664582913eeddc050192080ea3d3cca6c807c01d859726861"
+"""sha256 of the shipped small-CLIP weights file (also in ``anomalib_vlm/clip/README.md``)."""
+
 RANDOM_WEIGHTS_SEED = 0
 """Seed for ``pretrained=None``: the same backbone name always gives the same random weights."""
 

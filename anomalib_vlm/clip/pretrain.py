@@ -16,8 +16,8 @@ reads; the recipe's arguments are stored in the file's metadata.
 
 Usage::
 
-    anomalib-vlm pretrain-clip --output small.safetensors --steps 900      # or
-    python -m anomalib_vlm.clip.pretrain --output small.safetensors --steps 900
+    anomalib-vlm pretrain-clip --output small.safetensors --steps 1000      # or
+    python -m anomalib_vlm.clip.pretrain --output small.safetensors --steps 1000
 """
 
 from __future__ import annotations
@@ -150,10 +150,8 @@ def pretrain(args: argparse.Namespace) -> dict[str, float]:
         num_workers=args.workers,
         prefetch_factor=4 if args.workers else None,
     )
-    held_out = {
-        split: CorpusBatches(corpus, 128, args.backbone, split)[10_000]
-        for split in ("heldout_family", "heldout_combination")
-    }
+    splits = ("heldout_family", "heldout_combination") if args.eval_every else ()
+    held_out = {split: CorpusBatches(corpus, 128, args.backbone, split)[10_000] for split in splits}
     optimizer = torch.optim.AdamW(_param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
     start = time.monotonic()
     progress = tqdm(total=args.steps, desc="pretrain-clip", unit="step", disable=args.quiet)
@@ -201,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomalib-vlm pretrain-clip", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True, help="the .safetensors file to write")
     parser.add_argument("--backbone", default=SMALL_MODEL_NAME)
-    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=50)
