@@ -24,7 +24,9 @@ Added commands:
 * ``anomalib-vlm synthetic-data``: write the synthetic categories (see :mod:`anomalib_vlm.data.synthetic`);
 * ``anomalib-vlm benchmark speed|accuracy``: speed, memory and accuracy tables (see :mod:`anomalib_vlm.benchmark`);
 * ``anomalib-vlm official-checkpoint``: turn the papers' released prompt files into checkpoints of our models
-  (see :mod:`anomalib_vlm.official_checkpoints`).
+  (see :mod:`anomalib_vlm.official_checkpoints`);
+* ``anomalib-vlm pretrain-clip``: the recipe of the small CLIP that ships with the package
+  (see :mod:`anomalib_vlm.clip.pretrain`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ OWN_COMMANDS = {
     "synthetic-data": "anomalib_vlm.data.synthetic",
     "benchmark": "anomalib_vlm.benchmark",
     "official-checkpoint": "anomalib_vlm.official_checkpoints",
+    "pretrain-clip": "anomalib_vlm.clip.pretrain",
 }
 CHECKPOINT_COMMANDS = {"test", "predict", "validate", "export"}
 """anomalib subcommands that take ``--ckpt_path`` and so can rebuild the model from it."""

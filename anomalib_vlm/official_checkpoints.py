@@ -68,9 +68,10 @@ def read_checkpoint(path: str | Path, what: str) -> Mapping[str, Any]:
         checkpoint = load_weights_only(path, what)
     except ValueError as error:
         msg = (
-            f"{error}. If it holds a pickled model object rather than a state dict, and you trust the file, convert "
-            "it once where the official code is importable: torch.save(torch.load(path, weights_only=False)"
-            ".state_dict(), 'state_dict.pt')."
+            f"{error} (read with torch.load(weights_only=True)). If it holds a pickled model object rather than a "
+            "state dict, and you trust the file, convert "
+            "it once where the official code is importable: load the full object with torch.load (weights-only "
+            "mode off), then torch.save(model.state_dict(), 'state_dict.pt'), and pass that file."
         )
         raise CheckpointMismatchError(msg) from None
     if not isinstance(checkpoint, Mapping):

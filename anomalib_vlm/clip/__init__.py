@@ -6,6 +6,8 @@
 from anomalib_vlm.clip.backbone import (
     QUICK_GELU_SUFFIX,
     RANDOM_WEIGHTS_SEED,
+    SMALL_MODEL_NAME,
+    SMALL_PRETRAINED_TAG,
     TINY_MODEL_NAME,
     ClipPreprocessing,
     backbone_fingerprint,
@@ -31,6 +33,8 @@ __all__ = [
     "CLIP_STD",
     "QUICK_GELU_SUFFIX",
     "RANDOM_WEIGHTS_SEED",
+    "SMALL_MODEL_NAME",
+    "SMALL_PRETRAINED_TAG",
     "TINY_MODEL_NAME",
     "ClipPreprocessing",
     "DualPathVisionEncoder",

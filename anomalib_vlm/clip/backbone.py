@@ -46,6 +46,27 @@ It mirrors ViT-L-14's depth, so every paper default (feature layer 24, DPAM on t
 depth 9) applies unchanged; its weights are random but seeded, so tests, demos and checkpoints are reproducible.
 """
 
+SMALL_MODEL_NAME = "anomalib-vlm-small"
+"""A small CLIP (ViT with 24 blocks of width 64 at 64 px, text tower of 12 blocks of width 48) with shipped weights.
+
+Like the tiny model it mirrors ViT-L-14's depth; unlike it, its weights (tag :data:`SMALL_PRETRAINED_TAG`) were
+pre-trained by ``anomalib-vlm pretrain-clip`` on the package's captioned corpus, so its text and image features
+carry (narrow) meaning: colours, materials, shapes, defect kinds and quality degradations.
+"""
+
+SMALL_PRETRAINED_TAG = "anomalib-vlm-synthetic"
+"""The pretrained tag of the shipped small-CLIP weights, used like ``"openai"``."""
+
+PACKAGE_WEIGHTS: dict[tuple[str, str], Path] = {
+    (SMALL_MODEL_NAME, SMALL_PRETRAINED_TAG): Path(__file__).parent
+    / "assets"
+    / "anomalib-vlm-small-synthetic.safetensors",
+}
+"""Pretrained tags whose weights ship inside the package: ``(backbone, tag) -> file``."""
+
+SMALL_WEIGHTS_SHA256 = "9720d2883dbd5e0664582913eeddc050192080ea3d3cca6c807c01d859726861"
+"""sha256 of the shipped small-CLIP weights file (also in ``anomalib_vlm/clip/README.md``)."""
+
 RANDOM_WEIGHTS_SEED = 0
 """Seed for ``pretrained=None``: the same backbone name always gives the same random weights."""
 
@@ -70,6 +91,12 @@ def _open_clip():  # noqa: ANN202
         msg = "open_clip is required: pip install 'open-clip-torch>=2.23.0,<2.26.1'"
         raise ImportError(msg) from error
     open_clip.add_model_config(CONFIG_DIR)
+    for (backbone, tag), path in PACKAGE_WEIGHTS.items():  # listed like any tag; loaded by load_clip_model
+        open_clip.pretrained._PRETRAINED.setdefault(backbone, {})[tag] = {
+            "file": str(path),
+            "mean": (0.48145466, 0.4578275, 0.40821073),
+            "std": (0.26862954, 0.26130258, 0.27577711),
+        }
     return open_clip
 
 
@@ -316,6 +343,17 @@ def read_weights_file(path: Path, expected: str) -> tuple[dict[str, torch.Tensor
     Raises:
         ValueError: the file is no PyTorch checkpoint, or holds no state dict of tensors.
     """
+    if path.suffix == ".safetensors":  # a format of tensors only: nothing to unpickle
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except SafetensorError as error:
+            msg = f"{path} is not a readable safetensors file ({expected} expected): {error}"
+            raise ValueError(msg) from None
+        # Stored in half precision to keep the file small; the model computes in float32.
+        return _weights_only({key: value.float() for key, value in tensors.items()}), False
     if _is_torchscript_archive(path):
         try:
             archive = torch.jit.load(str(path), map_location="cpu")
@@ -482,6 +520,8 @@ def load_clip_model(
             )
         elif _is_file_argument(pretrained):
             model = _load_file(open_clip, backbone, Path(pretrained).expanduser(), image_size)
+        elif (backbone, str(pretrained)) in PACKAGE_WEIGHTS:
+            model = _load_package_weights(open_clip, backbone, PACKAGE_WEIGHTS[backbone, str(pretrained)], image_size)
         else:
             tags = open_clip.list_pretrained_tags_by_model(backbone)
             if pretrained not in tags:
@@ -507,6 +547,14 @@ def load_clip_model(
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def _load_package_weights(open_clip, backbone: str, path: Path, image_size: int | None) -> nn.Module:  # noqa: ANN001
+    """Build ``backbone`` with weights that ship with the package, through the same loader as any weight file."""
+    if not path.is_file():
+        msg = f"The packaged weights of '{backbone}' are missing: {path} (a broken install?)"
+        raise WeightsUnavailableError(msg)
+    return _load_file(open_clip, backbone, path, image_size)
 
 
 def backbone_fingerprint(model: nn.Module) -> float:

@@ -51,12 +51,13 @@ from scipy.stats import spearmanr
 from torch.utils.data import DataLoader, Dataset
 
 from anomalib_vlm.clip import clip_pre_processor
-from anomalib_vlm.clip.backbone import describe_loaded, load_weights_only
+from anomalib_vlm.clip.backbone import describe_loaded
 from anomalib_vlm.data.iqa import IqaBatch, IqaDataset
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.metrics import RawScoreEvaluator, RawScorePostProcessor, raw_field
 from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
 from anomalib_vlm.models.components import CHECKPOINT_KEY, ClipBackboneModule
+from anomalib_vlm.official_checkpoints import read_checkpoint
 
 from .loss import GradientRule, quality_loss, regularize_gradients, semantic_loss
 from .torch_model import MetaIqaModel
@@ -510,8 +511,8 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         if not path.is_file():
             msg = f"Meta-prompt file not found: {path}"
             raise FileNotFoundError(msg)
-        saved = load_weights_only(path, f"{type(self).__name__} meta-prompt file", self.checkpoint_safe_globals())
-        if isinstance(saved, dict) and _PROMPT_FILE_KEY not in saved:
+        saved = read_checkpoint(path, f"{type(self).__name__} meta-prompt file or official GRMP-IQA checkpoint")
+        if _PROMPT_FILE_KEY not in saved:
             from .official import load_official_checkpoint
 
             try:
@@ -523,7 +524,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
                 )
                 raise CheckpointMismatchError(msg) from None
             return
-        if not isinstance(saved, dict) or not isinstance(saved.get(_PROMPT_FILE_KEY), dict):
+        if not isinstance(saved.get(_PROMPT_FILE_KEY), Mapping):
             msg = f"{path} is not a meta-prompt file (see save_prompts): found {describe_loaded(saved)}"
             raise ValueError(msg)
         self.check_backbone_identity(saved.get(CHECKPOINT_KEY))
