@@ -93,12 +93,12 @@ def checkpoint_model_settings(model_config: Any, checkpoint_path: str) -> list[s
     Returns:
         list[str]: the names of the settings taken from the checkpoint.
     """
-    from anomalib_vlm.models.components import ClipBackboneModule
+    from anomalib_vlm.models.components import ClipBackboneModule, read_checkpoint
 
     model_class = _model_class(model_config.class_path)
     if model_class is None or not issubclass(model_class, ClipBackboneModule):
         return []
-    saved = model_class.read_checkpoint(checkpoint_path).get("hyper_parameters", {})
+    saved = read_checkpoint(checkpoint_path, model_class).get("hyper_parameters", {})
     defaults = {
         name: parameter.default
         for name, parameter in inspect.signature(model_class.__init__).parameters.items()

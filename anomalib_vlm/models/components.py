@@ -147,15 +147,6 @@ class ClipBackboneModule:
         """Recompute buffers derived from the learned state (called after every state-dict load)."""
 
     # ------------------------------------------------------------------ reading checkpoints
-    @classmethod
-    def read_checkpoint(cls, checkpoint_path: str | Path) -> dict[str, Any]:
-        """Read a Lightning checkpoint of this model safely (``weights_only=True`` under anomalib's safe globals).
-
-        Raises:
-            FileNotFoundError: no such file.
-        """
-        return read_checkpoint(checkpoint_path, cls)
-
     @staticmethod
     def read_checkpoint_identity(checkpoint_path: str | Path) -> dict[str, Any] | None:
         """The backbone identity stored in a checkpoint of any of the package's models (``None``: not one of ours).
@@ -187,7 +178,7 @@ class ClipBackboneModule:
         What Lightning does for ``trainer.test(ckpt_path=...)``, without a trainer: the CLI uses it so a zero- or
         few-shot model can be calibrated on a new dataset after its prompts are loaded.
         """
-        checkpoint = self.read_checkpoint(checkpoint_path)
+        checkpoint = read_checkpoint(checkpoint_path, type(self))
         self.on_load_checkpoint(checkpoint)
         self.load_state_dict(checkpoint["state_dict"])
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from anomalib_vlm.models import AnomalyClip
+from anomalib_vlm.models.components import read_checkpoint
 from tests.conftest import IMAGE_SIZE, UNSEEN_CATEGORY, make_engine, unseen_datamodule
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp
         "--model.init_args.epochs", "1", "--default_root_dir", tmp_path / "train",
     )  # fmt: skip
     checkpoint = next((tmp_path / "train").rglob("model.ckpt"))
-    trained_threshold = AnomalyClip.read_checkpoint(checkpoint)["state_dict"]["post_processor._image_threshold"]
+    trained_threshold = read_checkpoint(checkpoint, AnomalyClip)["state_dict"]["post_processor._image_threshold"]
     capsule = ["--data", "anomalib.data.MVTecAD", "--data.root", synthetic_root, "--data.category", UNSEEN_CATEGORY]
     output = _run(
         cli, "test", "--model", "AnomalyClip", "--ckpt_path", checkpoint, *capsule,
