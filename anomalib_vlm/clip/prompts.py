@@ -3,10 +3,11 @@
 
 """Text side of CLIP: cached tokenisation, fixed-prompt encoding and learnable (deep compound) prompts.
 
-:class:`PromptLearner` holds learnable context words placed before fixed text (CoOp), optionally with deep
-prompts that overwrite the first context positions inside the first text blocks (MaPLe-style compound prompts,
-as AnomalyCLIP does). Only the context and the deep prompts are parameters; the token embeddings of the fixed
-text are frozen buffers derived from the backbone.
+:class:`PromptLearner` holds learnable context words placed before fixed text (CoOp), optionally initialised from
+words ("a photo of a"), optionally with deep prompts that overwrite the first context positions inside the first
+text blocks (MaPLe-style compound prompts, as AnomalyCLIP does), and optionally shifted by a conditioning vector
+added to every context token (CoCoOp's meta-token; SUPREME's biased prompt generation). Only the context and the
+deep prompts are parameters; the token embeddings of the fixed text are frozen buffers derived from the backbone.
 
 Example:
     >>> from anomalib_vlm.clip import PromptLearner, load_clip_model
@@ -122,9 +123,11 @@ class PromptLearner(nn.Module):
             ``1`` (or ``0``) disables deep prompts. Defaults to ``9``.
         deep_length (int): positions overwritten by each deep prompt (at most ``context_length``). Defaults to ``4``.
         init_std (float): standard deviation of the normal initialisation. Defaults to ``0.02``.
+        context_init (str | None): words whose token embeddings initialise the *last* context positions (the ones
+            just before the text); the others start random. ``None`` starts all random. Defaults to ``None``.
 
     Raises:
-        ValueError: empty text list, or inconsistent lengths.
+        ValueError: empty text list, inconsistent lengths, or ``context_init`` longer than the context.
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class PromptLearner(nn.Module):
         deep_depth: int = 9,
         deep_length: int = 4,
         init_std: float = 0.02,
+        context_init: str | None = None,
     ) -> None:
         super().__init__()
         texts = list(texts)
@@ -168,6 +172,14 @@ class PromptLearner(nn.Module):
 
         self.context = nn.Parameter(torch.empty(1 if shared_context else len(texts), context_length, width))
         nn.init.normal_(self.context, std=init_std)
+        if context_init:
+            init_tokens = tokenize(backbone, [context_init]).to(tokens.device)[0]
+            words = int((init_tokens != 0).sum()) - 2  # without start- and end-of-text
+            if words > context_length:
+                msg = f"context_init '{context_init}' has {words} tokens, more than context_length={context_length}"
+                raise ValueError(msg)
+            with torch.no_grad():
+                self.context[:, context_length - words :] = clip.token_embedding(init_tokens[1 : 1 + words])
         self.deep_prompts: nn.Parameter | None = None
         if deep_depth > 1:
             self.deep_prompts = nn.Parameter(torch.empty(deep_depth - 1, deep_length, width))
@@ -178,10 +190,16 @@ class PromptLearner(nn.Module):
         """The frozen CLIP model the prompts are encoded with."""
         return self._clip[0]
 
-    def forward(self) -> torch.Tensor:
-        """Encode the prompts: ``[len(texts), D]`` text features (not normalised)."""
+    def forward(self, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode the prompts: ``[len(texts), D]`` text features (not normalised).
+
+        Args:
+            shift (torch.Tensor | None): ``[width]`` vector added to every context token (conditioning), or
+                ``None``.
+        """
         prefix = self.token_embeddings[:, :1]
         suffix = self.token_embeddings[:, 1 + self.context_length :]
-        context = self.context.expand(len(self.texts), -1, -1)
+        context = self.context if shift is None else self.context + shift.reshape(1, 1, -1)
+        context = context.expand(len(self.texts), -1, -1)
         embeddings = torch.cat([prefix, context, suffix], dim=1)
         return encode_text_embeddings(self.clip, embeddings, self.tokens, self.deep_prompts)

@@ -67,6 +67,43 @@ def resize_positional_embedding(
     return torch.cat([class_position, grid_positions], dim=0)
 
 
+def block_attention(
+    block: nn.Module,
+    x: torch.Tensor,
+    with_vv: bool,
+    class_token_query_only: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Multi-head attention of an open_clip ViT ``block`` on ``x`` [B, L, W]; optionally also its V-V variant.
+
+    With ``class_token_query_only`` the q-k path answers only the class token's query (``[B, 1, W]``): all
+    the final block's original stream has to give when its patch tokens are not used.
+    """
+    attn = block.attn
+    batch, length, width = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = (t.reshape(batch, length, heads, width // heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+    if class_token_query_only:
+        q = q[:, :, :1]
+        # Tokens [0, 1) answer the class token's q-k query, tokens [1, 1 + L) are V-V attention.
+        parts = [F.scaled_dot_product_attention(q, k, v)]
+        if with_vv:
+            parts.append(F.scaled_dot_product_attention(v, v, v))
+        out = torch.cat(parts, dim=2).transpose(1, 2).reshape(batch, -1, width)
+        out = block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
+        return out[:, :1], (out[:, 1:] if with_vv else None)
+    if with_vv:
+        # One fused call for both paths: rows [0, B) are q-k attention, rows [B, 2B) are V-V attention.
+        out = F.scaled_dot_product_attention(torch.cat([q, v]), torch.cat([k, v]), torch.cat([v, v]))
+    else:
+        out = F.scaled_dot_product_attention(q, k, v)
+    out = out.transpose(1, 2).reshape(-1, length, width)
+    out = block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
+    if with_vv:
+        return out[:batch], out[batch:]
+    return out, None
+
+
 class DualPathVisionEncoder(nn.Module):
     """Dense features from an open_clip ViT, with optional DPAM surgery on its last blocks.
 
@@ -97,7 +134,7 @@ class DualPathVisionEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if not hasattr(visual, "transformer") or not hasattr(visual, "conv1"):
-            msg = f"DualPathVisionEncoder needs an open_clip VisionTransformer, got {type(visual).__name__}"
+            msg = f"{type(self).__name__} needs an open_clip VisionTransformer, got {type(visual).__name__}"
             raise ValueError(msg)
         if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
             msg = "Only class-token CLIP ViTs are supported (no attentional or average pooling)."
@@ -147,49 +184,16 @@ class DualPathVisionEncoder(nn.Module):
         """The open_clip vision tower whose weights are used."""
         return self._visual[0]
 
-    @staticmethod
-    def _attention(
-        block: nn.Module,
-        x: torch.Tensor,
-        with_vv: bool,
-        class_token_query_only: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Multi-head attention of ``block`` on ``x`` [B, L, W]; optionally also its V-V variant.
-
-        With ``class_token_query_only`` the q-k path answers only the class token's query (``[B, 1, W]``): all
-        the final block's original stream has to give when its patch tokens are not used.
-        """
-        attn = block.attn
-        batch, length, width = x.shape
-        heads = attn.num_heads
-        qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = (t.reshape(batch, length, heads, width // heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
-        if class_token_query_only:
-            q = q[:, :, :1]
-            # Tokens [0, 1) answer the class token's q-k query, tokens [1, 1 + L) are V-V attention.
-            parts = [F.scaled_dot_product_attention(q, k, v)]
-            if with_vv:
-                parts.append(F.scaled_dot_product_attention(v, v, v))
-            out = torch.cat(parts, dim=2).transpose(1, 2).reshape(batch, -1, width)
-            out = block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
-            return out[:, :1], (out[:, 1:] if with_vv else None)
-        if with_vv:
-            # One fused call for both paths: rows [0, B) are q-k attention, rows [B, 2B) are V-V attention.
-            out = F.scaled_dot_product_attention(torch.cat([q, v]), torch.cat([k, v]), torch.cat([v, v]))
-        else:
-            out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(-1, length, width)
-        out = block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
-        if with_vv:
-            return out[:batch], out[batch:]
-        return out, None
-
     def _project(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = self.visual.ln_post(tokens)
         return tokens @ self.visual.proj
 
-    def forward(self, images: torch.Tensor) -> VisionFeatures:
-        """Encode ``[B, 3, H, W]`` images into a global feature and per-layer patch features (not normalised)."""
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Patch embedding, class token, positional embedding and ``ln_pre``: the first block's input ``[B, L, W]``.
+
+        Returns:
+            tuple[torch.Tensor, tuple[int, int]]: the tokens and the patch grid ``(rows, cols)``.
+        """
         x = self.visual.conv1(images)
         grid_size = (x.shape[-2], x.shape[-1])
         x = x.flatten(2).transpose(1, 2)
@@ -202,20 +206,34 @@ class DualPathVisionEncoder(nn.Module):
                 tuple(self.visual.grid_size),
                 grid_size,
             )
-        x = self.visual.ln_pre(x + positional_embedding.to(x.dtype))
+        return self.visual.ln_pre(x + positional_embedding.to(x.dtype)), grid_size
+
+    def block_input(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """The tokens block ``index`` (0-indexed) runs on; subclasses insert or drop tokens here (e.g. prompts)."""
+        del index  # the plain encoder changes nothing
+        return x
+
+    def class_token_output(self, token: torch.Tensor) -> torch.Tensor:
+        """The last block's class token before ``ln_post`` and projection; subclasses may normalise it."""
+        return token
+
+    def forward(self, images: torch.Tensor) -> VisionFeatures:
+        """Encode ``[B, 3, H, W]`` images into a global feature and per-layer patch features (not normalised)."""
+        x, grid_size = self.embed(images)
 
         surgery: torch.Tensor | None = None
         layer_tokens: dict[int, torch.Tensor] = {}
         wanted = set(self.feature_layers)
         last = self.depth - 1
         for index, block in enumerate(self.visual.transformer.resblocks):
+            x = self.block_input(index, x)
             with_vv = index >= self.dpam_start
             if with_vv and surgery is None:
                 surgery = x  # the surgery stream starts from the first DPAM block's input
             # The last block's original patch tokens feed nothing unless they are a requested (non-DPAM) layer,
             # so only its class token goes through attention output and MLP (about 6% of a ViT-B forward).
             class_token_only = index == last and not self._original_last_block_wanted
-            attention_out, vv_out = self._attention(block, block.ln_1(x), with_vv, class_token_only)
+            attention_out, vv_out = block_attention(block, block.ln_1(x), with_vv, class_token_only)
             x = (x[:, :1] if class_token_only else x) + attention_out
             x = x + block.ls_2(block.mlp(block.ln_2(x)))
             if vv_out is not None:
@@ -224,7 +242,7 @@ class DualPathVisionEncoder(nn.Module):
             if layer in wanted:
                 layer_tokens[layer] = surgery if with_vv else x
 
-        global_token = x[:, 0]
+        global_token = self.class_token_output(x[:, 0])
         if self.global_ln_post:
             global_token = self.visual.ln_post(global_token)
         global_feature = global_token @ self.visual.proj

@@ -86,9 +86,10 @@ def keep_raw_fields(batch: Batch, fields: Sequence[str], overwrite: bool = True)
 class RawScorePostProcessor(PostProcessor):
     """anomalib's post-processor that keeps the model's own scores for the ranking metrics.
 
-    Normalisation, thresholds, their buffers and the exported ``forward`` are anomalib's, unchanged; only the
-    validation and test hooks first store the named fields under ``raw_<field>`` (prediction batches are left
-    alone: no metric reads them, and the copies would double the maps kept in memory).
+    Normalisation, thresholds and their buffers are anomalib's, unchanged; the validation and test hooks first
+    store the named fields under ``raw_<field>`` (prediction batches are left alone: no metric reads them, and the
+    copies would double the maps kept in memory), and the exported ``forward`` passes through the fields a model
+    returns beyond anomalib's four (Supreme's ``pred_class``), so exported graphs output them too.
 
     Args:
         raw_fields (Sequence[str]): fields (or batch properties) to keep. Defaults to
@@ -105,6 +106,13 @@ class RawScorePostProcessor(PostProcessor):
     def _checkpoint_config_keys(self) -> tuple[str, ...]:
         """Persisted settings: anomalib's plus ``raw_fields``."""
         return (*super()._checkpoint_config_keys, "raw_fields")
+
+    def forward(self, predictions: Any) -> Any:
+        """Post-process the four ``InferenceBatch`` fields; other fields pass through unchanged."""
+        processed = super().forward(predictions)
+        if type(predictions)._fields == processed._fields:
+            return processed
+        return type(predictions)(**{**predictions._asdict(), **processed._asdict()})
 
     def keep_raw_scores(self, batch: Batch) -> None:
         """Store the raw values of :attr:`raw_fields` on ``batch`` (see :func:`keep_raw_fields`)."""

@@ -1,12 +1,17 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""What every anomalib-vlm model on a frozen open_clip backbone shares: lean checkpoints and ONNX export.
+"""What every anomalib-vlm model on a frozen open_clip backbone shares, in torch and in Lightning.
 
-A checkpoint holds only what was learned (prompts, heads, prototypes) plus the backbone's identity (name, tag and
-a fingerprint of its weights); the frozen CLIP weights are dropped on save and filled back in from the model on
-load, after the identity has been checked. Models mix :class:`ClipBackboneModule` in before ``AnomalibModule`` and
-keep their ``torch_model`` at ``self.model`` with the CLIP model at ``self.model.clip``.
+* :class:`FrozenClipModel` is the base of every torch model: it loads the CLIP model (frozen, in eval mode
+  whatever mode its owner is in), checks input images, keeps the buffers derived from the learned state (text
+  features, prototypes) up to date on one trigger (:meth:`FrozenClipModel.refresh_cached_features`: entering eval
+  mode, loading a state dict, or a subclass's own setters), and holds the training state (``trained``).
+* :class:`ClipBackboneModule` is the Lightning side, mixed in before ``AnomalibModule``: lean checkpoints (only
+  what was learned plus the backbone's identity: name, tag and a fingerprint of its weights; the frozen CLIP
+  weights are dropped on save and filled back in on load, after the identity has been checked), ONNX export, the
+  validation step through the torch model's ``forward`` (anomalib's own test and predict steps do the same), and
+  the learning type that follows the training state. Models keep their torch model at ``self.model``.
 """
 
 from __future__ import annotations
@@ -15,11 +20,22 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from anomalib_vlm.clip import backbone_fingerprint
+import torch
+from anomalib import LearningType
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import nn
+
+from anomalib_vlm.clip import backbone_fingerprint, load_clip_model
 from anomalib_vlm.clip.backbone import describe_loaded, load_weights_only
 from anomalib_vlm.errors import CheckpointMismatchError
+
+if TYPE_CHECKING:
+    from anomalib.data import Batch
+    from lightning.pytorch.utilities.types import STEP_OUTPUT
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "anomalib_vlm_backbone"
 """Checkpoint entry holding the backbone identity."""
@@ -72,14 +88,151 @@ def read_checkpoint(path: str | Path, model: type) -> dict[str, Any]:
     return dict(checkpoint)
 
 
-class ClipBackboneModule:
-    """Mixin for an ``AnomalibModule`` whose torch model keeps a frozen open_clip model at ``model.clip``.
+class FrozenClipModel(nn.Module):
+    """Base of the package's torch models: a frozen open_clip CLIP at ``self.clip`` plus what a model learns.
 
-    Subclasses may override :meth:`backbone_identity` (to record more, e.g. class names),
-    :meth:`restore_from_identity` (to rebuild what depends on it before the state is loaded),
-    :meth:`kept_frozen_keys` (backbone weights that were fine-tuned and so belong in the checkpoint) and
-    :meth:`refresh_cached_features` (buffers derived from the learned state, e.g. text features).
+    Subclasses build their learned parts after ``super().__init__``, return the buffers derived from them in
+    :meth:`cached_features` and score images in ``forward`` (eval mode: an ``InferenceBatch``, what gets exported),
+    starting with :meth:`check_images`.
+
+    Args:
+        backbone (str): open_clip model name.
+        pretrained (str | Path | None): open_clip tag, local weight file, or ``None`` (seeded random weights).
+        image_size (int): square input side the model is built for.
+        cache_dir (str | Path | None): open_clip weight cache. Defaults to open_clip's own.
     """
+
+    model_name: ClassVar[str] = "This model"
+    """How error messages name the model (e.g. ``"AnomalyClip"``)."""
+
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: str | Path | None,
+        image_size: int,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.pretrained, self.image_size, self.cache_dir = backbone, pretrained, image_size, cache_dir
+        self.clip = load_clip_model(backbone, pretrained, cache_dir)
+        # Whether an optimiser step (or a loaded checkpoint) changed the learned state; saved in checkpoints.
+        self.register_buffer("trained", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the backbone expects."""
+        return int(self.clip.visual.conv1.in_channels)
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise unless ``images`` is a ``[B, C, H, W]`` batch with the backbone's channels.
+
+        Raises:
+            ValueError: the message names the expected and the given shape.
+        """
+        if images.ndim != 4 or images.shape[1] != self.input_channels:
+            msg = (
+                f"{self.model_name} expects images of shape [B, {self.input_channels}, H, W], got "
+                f"{list(images.shape)}; convert grayscale images to RGB in the datamodule."
+            )
+            raise ValueError(msg)
+
+    def cached_features(self) -> dict[str, torch.Tensor]:
+        """Buffers derived from the learned state, by name (e.g. the text features); none by default."""
+        return {}
+
+    def store_buffers(self, **buffers: torch.Tensor) -> None:
+        """Replace registered buffers by detached copies of the given tensors.
+
+        Outside inference mode: buffers written under ``torch.inference_mode()`` (Lightning's test and predict
+        loops) would be inference tensors, which later training steps cannot use.
+        """
+        with torch.inference_mode(False), torch.no_grad():
+            for name, value in buffers.items():
+                setattr(self, name, value.detach().clone())
+
+    def refresh_cached_features(self) -> None:
+        """Recompute the buffers of :meth:`cached_features` from the current learned state."""
+        self.store_buffers(**self.cached_features())
+
+    def train(self, mode: bool = True) -> FrozenClipModel:
+        """Switch mode; the backbone stays in eval mode, and entering eval mode refreshes the cached features."""
+        super().train(mode)
+        self.clip.eval()  # frozen backbone: never its train-mode behaviour (patch dropout)
+        if not mode:
+            self.refresh_cached_features()
+        return self
+
+
+class ClipBackboneModule:
+    """Mixin for an ``AnomalibModule`` whose torch model (at ``self.model``) is a :class:`FrozenClipModel`.
+
+    Subclasses may set :attr:`trained_learning_type` (what the model is once trained) and override
+    :meth:`backbone_identity` (to record more, e.g. class names), :meth:`restore_from_identity` (to rebuild what
+    depends on it before the state is loaded) and :meth:`kept_frozen_keys` (backbone weights that were
+    fine-tuned and so belong in the checkpoint).
+    """
+
+    trained_learning_type: ClassVar[LearningType | None] = None
+    """The learning type of a trained model, e.g. ``ZERO_SHOT`` for prompts trained once on auxiliary data and
+    then used on unseen categories. ``None``: ``ONE_CLASS`` always (``Engine.fit`` trains, every time)."""
+
+    # ------------------------------------------------------------------ training state
+    @property
+    def learning_type(self) -> LearningType:
+        """``ONE_CLASS`` until trained (so ``Engine.fit`` trains), then :attr:`trained_learning_type` if set.
+
+        A trained zero-/few-shot model is validated, not trained, by ``Engine.fit`` and ``Engine.test``:
+        anomalib then calibrates its thresholds and normalisation on the datamodule at hand, which is what
+        zero-shot use on a new category needs. :meth:`continue_training` makes the next ``Engine.fit`` train.
+        """
+        if self.trained_learning_type is not None and bool(self.model.trained):  # type: ignore[attr-defined]
+            return self.trained_learning_type
+        return LearningType.ONE_CLASS
+
+    def continue_training(self, epochs: int | None = None) -> None:
+        """Make the next ``Engine.fit`` train further from the current learned state, instead of only validating.
+
+        Args:
+            epochs (int | None): epochs of that training; ``None`` keeps the model's ``epochs``.
+
+        Raises:
+            ValueError: ``epochs`` < 1.
+        """
+        if epochs is not None:
+            if epochs < 1:
+                msg = f"continue_training needs epochs >= 1, got {epochs}"
+                raise ValueError(msg)
+            self.hparams.epochs = int(epochs)  # type: ignore[attr-defined]
+        self.model.trained.fill_(False)  # type: ignore[attr-defined]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """An optimiser step changed the learned state: the model is trained from now on.
+
+        Set after every step (not at the end of fit), so the checkpoint Lightning saves at the end-of-training
+        validation already records it and loads as a trained model.
+        """
+        self.model.trained.fill_(True)  # type: ignore[attr-defined]
+
+    def on_validation_start(self) -> None:
+        """Say so when a trained model is only validated: ``Engine.fit`` on it trains nothing."""
+        super().on_validation_start()  # type: ignore[misc]
+        trainer = self.trainer  # type: ignore[attr-defined]
+        if trainer.state.fn == TrainerFn.VALIDATING and self.learning_type != LearningType.ONE_CLASS:
+            if bool(self.model.trained):  # type: ignore[attr-defined]
+                logger.info(
+                    "%s is already trained: Engine.fit and Engine.test only validate it on this datamodule "
+                    "(thresholds and normalisation); nothing is trained. To train further, call "
+                    "model.continue_training() before Engine.fit.",
+                    type(self).__name__,
+                )
+
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        """Score a batch through the torch model's ``forward``, as anomalib's test and predict steps do.
+
+        The batch takes the prediction fields it has (``pred_class`` only on batches that carry it).
+        """
+        del args, kwargs  # These variables are not used.
+        return batch.update(**self.model(batch.image)._asdict())  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ export
     def to_onnx(
@@ -142,9 +295,6 @@ class ClipBackboneModule:
     def kept_frozen_keys(self) -> set[str]:
         """Backbone state-dict keys (with ``model.clip.`` prefix) that belong in the checkpoint."""
         return set()
-
-    def refresh_cached_features(self) -> None:
-        """Recompute buffers derived from the learned state (called after every state-dict load)."""
 
     # ------------------------------------------------------------------ reading checkpoints
     @staticmethod
@@ -242,5 +392,5 @@ class ClipBackboneModule:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Load a state dict, then refresh what is derived from it."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
-        self.refresh_cached_features()
+        self.model.refresh_cached_features()  # type: ignore[attr-defined]
         return result

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_checkpoint_holds_only_the_prompts_and_reloads_identically(trained_run: 
         "model.object_agnostic_prompts.context",
         "model.object_agnostic_prompts.deep_prompts",
         "model.text_features",  # the cached [normal, abnormal] text features
-        "model.prompts_trained",
+        "model.trained",
     }
     assert checkpoint["anomalib_vlm_backbone"]["backbone"] == "anomalib-vlm-tiny"
     assert trained_run.checkpoint.stat().st_size < 1_000_000
@@ -119,6 +120,32 @@ def test_checkpoint_holds_only_the_prompts_and_reloads_identically(trained_run: 
         expected, actual = trained_run.model(images), reloaded(images)
     for field in ("pred_score", "anomaly_map", "pred_label", "pred_mask"):
         assert torch.equal(getattr(expected, field), getattr(actual, field)), field
+
+
+def test_fit_on_a_trained_model_only_validates_and_says_so_until_told_to_continue(
+    trained_run: TrainedRun,
+    synthetic_root: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``Engine.fit`` on trained prompts calibrates without training (logged); ``continue_training`` trains again."""
+    model = AnomalyClip.load_from_checkpoint(trained_run.checkpoint)
+    trained_context = model.model.object_agnostic_prompts.context.detach().clone()
+    auxiliary = AuxiliaryData(
+        source="anomalib.data.MVTecAD", root=synthetic_root, categories=TRAIN_CATEGORIES, num_workers=0, seed=0
+    )
+    assert model.learning_type == LearningType.ZERO_SHOT
+    with caplog.at_level(logging.INFO, logger="anomalib_vlm"):
+        make_engine(tmp_path / "again").fit(model=model, datamodule=auxiliary)
+    assert "already trained" in caplog.text and "continue_training()" in caplog.text
+    assert torch.equal(model.model.object_agnostic_prompts.context, trained_context)  # nothing was trained
+
+    model.continue_training(epochs=1)
+    assert model.learning_type == LearningType.ONE_CLASS
+    assert model.trainer_arguments["max_epochs"] == 1
+    make_engine(tmp_path / "continued").fit(model=model, datamodule=auxiliary)
+    assert not torch.equal(model.model.object_agnostic_prompts.context, trained_context)  # it trained further
+    assert model.learning_type == LearningType.ZERO_SHOT  # and is a zero-shot model again
 
 
 def test_checkpoint_for_another_backbone_fails_clearly(

@@ -281,12 +281,13 @@ def test_export_bakes_in_the_prototypes_and_matches_eager(
     ood_root: Path,
     export_format: str,
 ) -> None:
-    """One image in, scores out: no text tower, tokenizer or shots needed; outputs match eager to 1e-4."""
+    """One image in, the OOD score and the ID class out (no text tower, tokenizer or shots): as eager, to 1e-4."""
     tuned = runs["supreme"]
     images = _id_and_ood_images(ood_root)
     tuned.model.eval()
     with torch.no_grad():
-        eager = tuned.model(images).pred_score.numpy()
+        eager = {name: value.numpy() for name, value in tuned.model(images)._asdict().items() if value is not None}
+    assert {"pred_score", "pred_label", "pred_class"} <= set(eager)
     if export_format == "onnx":
         import onnx
         import onnxruntime
@@ -296,14 +297,19 @@ def test_export_bakes_in_the_prototypes_and_matches_eager(
         for initializer in graph.initializer:
             assert 49408 not in initializer.dims, f"text token embedding {initializer.name} in the graph"
         session = onnxruntime.InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
-        result = session.run(["pred_score"], {"input": images.numpy()})[0]
+        names = [output.name for output in session.get_outputs()]
+        results = dict(zip(names, session.run(names, {"input": images.numpy()}), strict=True))
     else:
         compiled = compile_openvino(exported["openvino"])  # float32 also where OpenVINO's CPU default is bf16
-        results = compiled(images.numpy())
-        result = next(results[out] for out in compiled.outputs if out.get_any_name() == "pred_score")
+        outputs = compiled(images.numpy())
+        results = {output.get_any_name(): outputs[output] for output in compiled.outputs}
+    assert set(results) == set(eager)  # every field of the eager batch, the ID class included
     # Real scores are compared, not only the post-processor's clamp at 0 and 1.
-    assert int(((eager > 0) & (eager < 1)).sum()) >= 6, eager
-    np.testing.assert_allclose(result.reshape(eager.shape), eager, atol=1e-4, rtol=0)
+    assert int(((eager["pred_score"] > 0) & (eager["pred_score"] < 1)).sum()) >= 6, eager["pred_score"]
+    np.testing.assert_allclose(results["pred_score"].reshape(-1), eager["pred_score"], atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(results["pred_class"].reshape(-1), eager["pred_class"])
+    # The ID class is the one the test step reports: forward is the one scoring path.
+    assert set(eager["pred_class"].tolist()) <= set(range(len(tuned.model.model.class_names)))
 
 
 def test_training_free_smmp_exports_too(runs: dict[str, Run], ood_root: Path, tmp_path: Path) -> None:

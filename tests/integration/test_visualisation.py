@@ -173,7 +173,7 @@ def test_supreme_engine_metrics_rank_the_models_own_scores(supreme_run: Run) -> 
     model.eval()
     with torch.no_grad():
         for batch in run.datamodule.test_dataloader():
-            id_score, _ = model.model.score(model.pre_processor.transform(batch.image))
+            id_score = 1 - model.model(model.pre_processor.transform(batch.image)).pred_score
             scores.append(1 - id_score)
             labels.append(batch.gt_label)
     raw, truth = torch.cat(scores), torch.cat(labels)

@@ -69,7 +69,7 @@ def test_official_anomaly_clip_prompts_load_and_count_as_trained(tmp_path: Path)
     official_deep = torch.stack([state[f"compound_prompts_text.{i}"] for i in range(8)])
     assert torch.equal(prompts.deep_prompts, official_deep.half().float())
     assert not torch.equal(prompts.deep_prompts, official_deep)  # the float16 rounding is really applied
-    assert bool(model.model.prompts_trained)
+    assert bool(model.model.trained)
     assert model.learning_type == LearningType.ZERO_SHOT
     assert model.trainer_arguments == {}
     with torch.no_grad():
@@ -109,7 +109,7 @@ def test_official_anomaly_clip_checkpoint_errors(tmp_path: Path) -> None:
         load_anomaly_clip(model, pickled)
     with pytest.raises(FileNotFoundError, match="not found"):
         load_anomaly_clip(model, tmp_path / "missing.pth")
-    assert not bool(model.model.prompts_trained)  # nothing was loaded by the failures
+    assert not bool(model.model.trained)  # nothing was loaded by the failures
 
 
 def test_command_writes_a_checkpoint_that_anomalib_loads(tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_official_grmp_prompts_load_through_meta_prompts(tmp_path: Path) -> None
     assert torch.equal(model.model.quality_prompts.context[0], state["module.prompt_learner2.ctx"])
     for key in ("prompt_embeddings", "deep_prompt_embeddings", "prompt_proj.weight", "prompt_norm.bias"):
         assert torch.equal(model.model.visual_prompts.state_dict()[key], state[f"module.image_encoder.{key}"]), key
-    assert not bool(model.model.finetuned)
+    assert not bool(model.model.trained)
     fresh = MetaIqa(**IQA_TINY)
     assert all(torch.equal(v, fresh.model.clip.state_dict()[k]) for k, v in model.model.clip.state_dict().items())
     model.model.eval()
@@ -188,7 +188,7 @@ def test_official_grmp_finetuned_model_loads_its_blocks(tmp_path: Path) -> None:
     path = tmp_path / "clive_50.pt"
     torch.save({"state_dict": state}, path)
     load_meta_iqa(model, path)
-    assert bool(model.model.finetuned)
+    assert bool(model.model.trained)
     own = model.model.clip.state_dict()
     assert torch.equal(own[f"visual.transformer.resblocks.{last_vision}.mlp.c_fc.weight"], state[next(iter(changed))])
     assert torch.equal(own["ln_final.weight"], state["text_encoder.ln_final.weight"])

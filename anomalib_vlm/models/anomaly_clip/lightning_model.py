@@ -13,8 +13,10 @@ How it fits anomalib's learning types:
     one training phase, so it reports :attr:`~anomalib.LearningType.ONE_CLASS` while its prompts are untrained
     (``Engine.fit`` / ``anomalib train`` then run Lightning's fit loop on the auxiliary data) and
     :attr:`~anomalib.LearningType.ZERO_SHOT` as soon as they hold trained values, after fitting or when loaded
-    from a checkpoint. From then on ``Engine.test`` / ``Engine.predict`` on a new category only calibrate the
-    thresholds on that category's validation split, as for WinClip.
+    from a checkpoint (the shared training state of :class:`~anomalib_vlm.models.components.ClipBackboneModule`).
+    From then on ``Engine.test`` / ``Engine.predict`` on a new category only calibrate the thresholds on that
+    category's validation split, as for WinClip; ``Engine.fit`` on a trained model does the same and says so in
+    the log, and ``model.continue_training()`` makes the next ``Engine.fit`` train further.
 
 Example:
     >>> from anomalib.engine import Engine
@@ -92,6 +94,8 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
             AUROC/AUPRO/F1).
         visualizer (Visualizer | bool): visualizer or flag. Defaults to ``True``.
     """
+
+    trained_learning_type = LearningType.ZERO_SHOT
 
     def __init__(
         self,
@@ -206,18 +210,13 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         return (ImageScore,)
 
     @property
-    def learning_type(self) -> LearningType:
-        """``ONE_CLASS`` while the prompts need training (so ``Engine.fit`` fits), ``ZERO_SHOT`` once trained."""
-        return LearningType.ZERO_SHOT if bool(self.model.prompts_trained) else LearningType.ONE_CLASS
-
-    @property
     def trainer_arguments(self) -> dict[str, Any]:
         """Training runs ``epochs`` epochs and validates once at the end (thresholds); a trained model needs nothing.
 
         There are no validation metrics to watch during training, so validating every epoch would only double
         the cost.
         """
-        if bool(self.model.prompts_trained):
+        if self.learning_type != LearningType.ONE_CLASS:
             return {}
         epochs = self.hparams.epochs
         return {"max_epochs": epochs, "check_val_every_n_epoch": epochs, "num_sanity_val_steps": 0}
@@ -313,19 +312,3 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         losses = self.loss(outputs.image_logits, outputs.layer_probabilities, labels, masks)
         self.log_dict({f"train_{name}": value for name, value in losses.items()}, prog_bar=True, batch_size=len(labels))
         return losses["loss"]
-
-    def on_train_batch_end(self, outputs: STEP_OUTPUT, batch: Batch, batch_idx: int) -> None:
-        """After the first optimiser step the prompts count as trained (see :attr:`learning_type`)."""
-        del outputs, batch, batch_idx  # These variables are not used.
-        self.model.prompts_trained.fill_(True)
-
-    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Score a validation batch (collects thresholds and normalisation statistics)."""
-        del args, kwargs  # These variables are not used.
-        predictions = self.model(batch.image)
-        return batch.update(**predictions._asdict())
-
-    # ------------------------------------------------------------------ checkpoints (see ClipBackboneModule)
-    def refresh_cached_features(self) -> None:
-        """Recompute the cached text features from the (loaded) prompts."""
-        self.model.refresh_text_features()

@@ -135,7 +135,7 @@ def load_official_checkpoint(
         path (str | Path): the official ``.pth`` file (read with ``torch.load(weights_only=True)``).
 
     Returns:
-        AnomalyClip | AnomalyClipModel: ``model``, with the prompts loaded, ``prompts_trained`` set (an
+        AnomalyClip | AnomalyClipModel: ``model``, with the prompts loaded, ``trained`` set (an
         :class:`~anomalib_vlm.models.AnomalyClip` is then a zero-shot model) and the text features refreshed.
 
     Raises:
@@ -168,6 +168,6 @@ def load_official_checkpoint(
         prompts.context.copy_(context)
         if deep is not None:
             prompts.deep_prompts.copy_(deep)
-        torch_model.prompts_trained.fill_(True)
-    torch_model.refresh_text_features()
+        torch_model.trained.fill_(True)
+    torch_model.refresh_cached_features()
     return model

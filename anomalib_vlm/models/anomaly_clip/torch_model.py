@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from anomalib.data import InferenceBatch
 from torch import nn
 
-from anomalib_vlm.clip import DualPathVisionEncoder, PromptLearner, load_clip_model
+from anomalib_vlm.clip import DualPathVisionEncoder, PromptLearner
+from anomalib_vlm.models.components import FrozenClipModel
 
 NORMAL_TEXT = "object"
 """Fixed text after the normality context: ``[V1 ... VE] object.``"""
@@ -107,7 +108,7 @@ class AnomalyClipOutput(NamedTuple):
     layer_probabilities: list[torch.Tensor]
 
 
-class AnomalyClipModel(nn.Module):
+class AnomalyClipModel(FrozenClipModel):
     """AnomalyCLIP: zero-shot anomaly detection and segmentation with object-agnostic prompts.
 
     Args:
@@ -131,6 +132,8 @@ class AnomalyClipModel(nn.Module):
         cache_dir (str | Path | None): open_clip weight cache. Defaults to open_clip's own.
     """
 
+    model_name = "AnomalyClip"
+
     def __init__(
         self,
         backbone: str = "ViT-L-14-336",
@@ -147,7 +150,6 @@ class AnomalyClipModel(nn.Module):
         global_ln_post: bool = False,
         cache_dir: str | Path | None = None,
     ) -> None:
-        super().__init__()
         if temperature <= 0:
             msg = f"temperature must be > 0, got {temperature}"
             raise ValueError(msg)
@@ -157,10 +159,9 @@ class AnomalyClipModel(nn.Module):
         if sigma < 0:
             msg = f"sigma must be >= 0, got {sigma}"
             raise ValueError(msg)
+        super().__init__(backbone, pretrained, image_size, cache_dir)
         self.image_score = ImageScore(image_score)
         self.temperature = temperature
-        self.image_size = image_size
-        self.clip = load_clip_model(backbone, pretrained, cache_dir)
         self.vision = DualPathVisionEncoder(
             self.clip.visual,
             image_size=image_size,
@@ -182,39 +183,15 @@ class AnomalyClipModel(nn.Module):
         embed_dim = self.clip.text_projection.shape[-1]
         # Normalised [normal, abnormal] text features used in eval mode and baked into exports.
         self.register_buffer("text_features", torch.zeros(2, embed_dim))
-        # Whether the prompts were optimised (or loaded after optimisation); saved in checkpoints.
-        self.register_buffer("prompts_trained", torch.zeros((), dtype=torch.bool))
-        self.refresh_text_features()
-
-    @property
-    def input_channels(self) -> int:
-        """Channels the backbone expects."""
-        return self.clip.visual.conv1.in_channels
+        self.refresh_cached_features()
 
     def encode_prompts(self) -> torch.Tensor:
         """``[2, D]`` L2-normalised (normal, abnormal) text features of the current prompts."""
         return F.normalize(self.object_agnostic_prompts(), dim=-1)
 
-    def refresh_text_features(self) -> None:
-        """Recompute the cached text features from the prompts (after training or loading)."""
-        with torch.inference_mode(False), torch.no_grad():
-            self.text_features.copy_(self.encode_prompts())
-
-    def train(self, mode: bool = True) -> AnomalyClipModel:
-        """Switch mode; entering eval mode caches the text features of the (possibly updated) prompts."""
-        super().train(mode)
-        self.clip.eval()  # the backbone is frozen: never use its train-mode behaviour (patch dropout)
-        if not mode:
-            self.refresh_text_features()
-        return self
-
-    def _check_images(self, images: torch.Tensor) -> None:
-        if images.ndim != 4 or images.shape[1] != self.input_channels:
-            msg = (
-                f"AnomalyClip expects images of shape [B, {self.input_channels}, H, W], got {list(images.shape)}; "
-                "convert grayscale images to RGB in the datamodule."
-            )
-            raise ValueError(msg)
+    def cached_features(self) -> dict[str, torch.Tensor]:
+        """The text features of the current prompts, which eval mode and exports use."""
+        return {"text_features": self.encode_prompts()}
 
     def compute_outputs(self, images: torch.Tensor, text_features: torch.Tensor) -> AnomalyClipOutput:
         """Image logits and per-layer probability maps for ``images`` against ``text_features``.
@@ -242,7 +219,7 @@ class AnomalyClipModel(nn.Module):
             AnomalyClipOutput | InferenceBatch: training outputs in train mode; ``pred_score`` ``[B]`` and
             ``anomaly_map`` ``[B, 1, H, W]`` in eval mode.
         """
-        self._check_images(images)
+        self.check_images(images)
         if self.training:
             return self.compute_outputs(images, self.encode_prompts())
 

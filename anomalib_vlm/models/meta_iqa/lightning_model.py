@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from anomalib import LearningType
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
@@ -251,11 +250,6 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         return QualityVisualizer()
 
     @property
-    def learning_type(self) -> LearningType:
-        """``ONE_CLASS``: ``Engine.fit`` fine-tunes; test and predict need no calibration pass."""
-        return LearningType.ONE_CLASS
-
-    @property
     def trainer_arguments(self) -> dict[str, Any]:
         """``epochs`` epochs, one validation at the end (metrics only, nothing is selected on it)."""
         epochs = self.hparams.epochs
@@ -317,7 +311,6 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         for param, grad in zip(step["params"], step["grads"], strict=True):
             param.grad = torch.zeros_like(param) if grad is None else grad
         optimizer.step()
-        self.model.finetuned.fill_(True)
         self.log_dict(
             {"train_quality_loss": step["quality_loss"], "train_semantic_loss": step["semantic_loss"]},
             prog_bar=True,
@@ -328,13 +321,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
     def on_train_end(self) -> None:
         """Freeze everything again and cache the fine-tuned text features."""
         self.model.set_trainable("none")
-        self.model.refresh_text_features()
-
-    def validation_step(self, batch: IqaBatch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Score a validation batch (for the SRCC/PLCC metrics)."""
-        del args, kwargs  # These variables are not used.
-        predictions = self.model(batch.image)
-        return batch.update(**predictions._asdict())
+        self.model.refresh_cached_features()
 
     # ------------------------------------------------------------------ meta-pre-training
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -534,16 +521,12 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
                 msg = f"Prompt tensor '{key}' in {path} does not fit this model (prompt settings differ)"
                 raise CheckpointMismatchError(msg)
         self.model.load_state_dict(saved[_PROMPT_FILE_KEY], strict=False)
-        self.model.refresh_text_features()
+        self.model.refresh_cached_features()
 
     # ------------------------------------------------------------------ checkpoints (see ClipBackboneModule)
     def kept_frozen_keys(self) -> set[str]:
         """The fine-tuned CLIP blocks belong in the checkpoint once fine-tuning changed them."""
-        return {f"model.{key}" for key in self.model.finetuned_state_keys()} if bool(self.model.finetuned) else set()
-
-    def refresh_cached_features(self) -> None:
-        """Recompute the cached quality text features after a state-dict load."""
-        self.model.refresh_text_features()
+        return {f"model.{key}" for key in self.model.finetuned_state_keys()} if bool(self.model.trained) else set()
 
     def copy(self) -> MetaIqa:
         """A deep copy (same backbone object semantics, independent prompts and blocks), e.g. to compare runs."""

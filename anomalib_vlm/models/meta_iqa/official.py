@@ -22,7 +22,7 @@ official key                                     shape                 here
 
 The file also holds the whole CLIP. Every CLIP tensor is compared with this model's backbone: equal ones are
 skipped; the last ``finetune_blocks`` blocks of both towers, ``ln_final`` and ``ln_post`` are loaded when they
-differ (a fine-tuned model, then marked ``finetuned``); any other difference means another backbone and fails.
+differ (a fine-tuned model, then marked ``trained``); any other difference means another backbone and fails.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def load_official_checkpoint(model: MetaIqa | MetaIqaModel, path: str | Path) ->
 
     Returns:
         MetaIqa | MetaIqaModel: ``model`` with the text context and visual prompts loaded, the fine-tuned blocks
-        too when the file holds a fine-tuned model (then ``finetuned`` is set), and the text features refreshed.
+        too when the file holds a fine-tuned model (then ``trained`` is set), and the text features refreshed.
 
     Raises:
         FileNotFoundError: no such file.
@@ -152,6 +152,6 @@ def load_official_checkpoint(model: MetaIqa | MetaIqaModel, path: str | Path) ->
         for key, value in updates.items():
             own[key].copy_(value.to(own[key].dtype))
         if finetuned:
-            torch_model.finetuned.fill_(True)
-    torch_model.refresh_text_features()
+            torch_model.trained.fill_(True)
+    torch_model.refresh_cached_features()
     return model

@@ -33,6 +33,7 @@ from anomalib_vlm.clip import (
     tokenize,
 )
 from anomalib_vlm.clip.visual_prompts import VisualPromptEncoder
+from anomalib_vlm.models.components import FrozenClipModel
 
 QUALITY_TEXTS = ("high quality", "low quality")
 """Class words after the learnable context: ``[X1 .. Xn] high quality.`` / ``[X1 .. Xn] low quality.``"""
@@ -66,7 +67,7 @@ regularised gradients by ~130 % (measured side by side on identical random weigh
 SCENE_TEMPLATE = "a photo of a {}"
 
 
-class MetaIqaModel(nn.Module):
+class MetaIqaModel(FrozenClipModel):
     """GRMP-IQA's CLIP quality model.
 
     Args:
@@ -91,6 +92,8 @@ class MetaIqaModel(nn.Module):
         ValueError: fewer than two scene classes, or a bad ``finetune_blocks``.
     """
 
+    model_name = "MetaIqa"
+
     def __init__(
         self,
         backbone: str = "ViT-B-16",
@@ -105,7 +108,6 @@ class MetaIqaModel(nn.Module):
         scene_classes: Sequence[str] | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
-        super().__init__()
         if isinstance(scene_classes, str):
             msg = f"scene_classes must be a list of scenes, got the string {scene_classes!r}"
             raise TypeError(msg)
@@ -116,8 +118,7 @@ class MetaIqaModel(nn.Module):
                 f"{list(self.scene_classes)}"
             )
             raise ValueError(msg)
-        self.backbone, self.pretrained, self.cache_dir, self.image_size = backbone, pretrained, cache_dir, image_size
-        self.clip = load_clip_model(backbone, pretrained, cache_dir)
+        super().__init__(backbone, pretrained, image_size, cache_dir)
         text_blocks, vision_blocks = len(self.clip.transformer.resblocks), len(self.clip.visual.transformer.resblocks)
         if not 0 <= finetune_blocks <= min(text_blocks, vision_blocks):
             limit = min(text_blocks, vision_blocks)
@@ -145,10 +146,8 @@ class MetaIqaModel(nn.Module):
         self.register_buffer("scene_tokens", tokenize(backbone, self.scene_texts), persistent=False)
         # Normalised [high, low] text features used in eval mode and baked into exports.
         self.register_buffer("text_features", torch.zeros(2, embed_dim))
-        # Whether the last blocks were fine-tuned (then checkpoints must carry them).
-        self.register_buffer("finetuned", torch.zeros((), dtype=torch.bool))
         self._teacher: list[tuple[nn.Module, DualPathVisionEncoder, torch.Tensor]] = []
-        self.refresh_text_features()
+        self.refresh_cached_features()
 
     # ------------------------------------------------------------------ parameter groups
     def prompt_parameters(self) -> list[nn.Parameter]:
@@ -188,10 +187,9 @@ class MetaIqaModel(nn.Module):
         """``[2, D]`` L2-normalised (high, low) quality text features of the current prompts and towers."""
         return F.normalize(self.quality_prompts(), dim=-1)
 
-    def refresh_text_features(self) -> None:
-        """Recompute the cached text features (after training or loading)."""
-        with torch.inference_mode(False), torch.no_grad():
-            self.text_features.copy_(self.encode_quality_prompts())
+    def cached_features(self) -> dict[str, torch.Tensor]:
+        """The quality text features of the current prompts and towers, which eval mode and exports use."""
+        return {"text_features": self.encode_quality_prompts()}
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, D]`` L2-normalised image features with the visual prompts."""
@@ -235,20 +233,6 @@ class MetaIqaModel(nn.Module):
         return teacher.logit_scale.exp() * features @ scenes.to(images.device).T
 
     # ------------------------------------------------------------------ forward
-    def train(self, mode: bool = True) -> MetaIqaModel:
-        """Switch mode; entering eval mode caches the text features of the (possibly updated) prompts."""
-        super().train(mode)
-        self.clip.eval()  # no train-mode behaviour (patch dropout) in the backbone
-        if not mode:
-            self.refresh_text_features()
-        return self
-
-    def _check_images(self, images: torch.Tensor) -> None:
-        channels = self.clip.visual.conv1.in_channels
-        if images.ndim != 4 or images.shape[1] != channels:
-            msg = f"MetaIqa expects images of shape [B, {channels}, H, W], got {list(images.shape)}"
-            raise ValueError(msg)
-
     def forward(self, images: torch.Tensor) -> torch.Tensor | InferenceBatch:
         """Score ``[B, 3, H, W]`` normalised images.
 
@@ -256,7 +240,7 @@ class MetaIqaModel(nn.Module):
             torch.Tensor | InferenceBatch: ``[B, 2]`` (high, low) logits in train mode; in eval mode
             ``pred_score = 1 - quality`` ``[B]``, where quality is the probability of "high quality".
         """
-        self._check_images(images)
+        self.check_images(images)
         features = self.image_features(images)
         if self.training:
             return self.quality_logits(features)

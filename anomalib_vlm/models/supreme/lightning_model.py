@@ -102,6 +102,8 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             image with its ID class, OOD score and decision.
     """
 
+    trained_learning_type = LearningType.FEW_SHOT  # mode="supreme": tuned once, then a few-shot model
+
     def __init__(
         self,
         class_names: Sequence[str] | None = None,
@@ -232,9 +234,9 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         """``ZERO_SHOT`` (mcm), ``FEW_SHOT`` (smmp, tuned supreme) or ``ONE_CLASS`` (supreme awaiting tuning)."""
         if self.model.mode == SupremeMode.MCM:
             return LearningType.ZERO_SHOT
-        if self.model.mode == SupremeMode.SMMP or bool(self.model.tuned):
+        if self.model.mode == SupremeMode.SMMP:
             return LearningType.FEW_SHOT
-        return LearningType.ONE_CLASS
+        return super().learning_type
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
@@ -377,7 +379,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             self.model.set_classes(self._class_names_from(datamodule))
         else:
             self._check_datamodule_classes(datamodule)
-        tunes = stage == "fit" and self.model.mode == SupremeMode.SUPREME and not bool(self.model.tuned)
+        tunes = stage == "fit" and self.model.mode == SupremeMode.SUPREME and not bool(self.model.trained)
         if tunes and self.model.num_classes == 1:
             msg = (
                 f"mode='supreme' tunes its prompts with cross-entropy over the ID classes, which is constant for the "
@@ -412,7 +414,6 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             optimizer.step()  # clips in on_before_optimizer_step
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) * len(chunk)
-        self.model.tuned.fill_(True)
         self.log_dict({f"train_{name}": value / len(labels) for name, value in totals.items()}, prog_bar=True)
         return None
 
@@ -421,28 +422,6 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
-
-    def _predict(self, batch: Batch) -> Batch:
-        id_score, probabilities = self.model.score(batch.image)
-        changes: dict[str, torch.Tensor] = {"pred_score": 1.0 - id_score}
-        if hasattr(batch, "pred_class"):  # OOD batches carry ID class fields
-            changes["pred_class"] = probabilities.argmax(dim=-1)
-        return batch.update(**changes)
-
-    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Score a validation batch (thresholds and normalisation statistics)."""
-        del args, kwargs  # These variables are not used.
-        return self._predict(batch)
-
-    def test_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Score a test batch, with ID class predictions when the batch has the field."""
-        del args, kwargs  # These variables are not used.
-        return self._predict(batch)
-
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
-        """Score a prediction batch, with ID class predictions when the batch has the field."""
-        del batch_idx, dataloader_idx  # These variables are not used.
-        return self._predict(batch)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip the step's gradient norm (``gradient_clip_norm``).
@@ -468,7 +447,3 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             self.model.set_classes(saved["class_names"])
             if self._trainer is not None:
                 self._check_datamodule_classes(getattr(self._trainer, "datamodule", None))
-
-    def refresh_cached_features(self) -> None:
-        """Recompute the text prototypes from the (loaded) prompts."""
-        self.model.refresh_text_prototypes()

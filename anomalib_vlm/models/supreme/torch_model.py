@@ -12,8 +12,9 @@ Three scores (``mode``), all "ID-ness" ``S`` in the paper; ``pred_score = 1 - S`
   text space, against the BPG-tuned text prototypes and the image prototypes (README Eqs. 4, 5, 11).
 
 In train mode, :meth:`SupremeModel.training_outputs` returns what :class:`~.loss.SupremeLoss` needs for a batch
-of (cached) shot embeddings. In eval mode, :meth:`SupremeModel.forward` scores images from buffers only (text
-prototypes after BPG at the bias mean, image prototypes) plus the ITC map, which is what gets exported.
+of (cached) shot embeddings. :meth:`SupremeModel.forward` is the one scoring path (test, predict and export): from
+buffers only (text prototypes after BPG at the bias mean, image prototypes) plus the ITC map, it returns an
+:class:`OODInferenceBatch` with the OOD score and the predicted ID class.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from anomalib.data import InferenceBatch
 from anomalib.models.components.base import DynamicBufferMixin
 from torch import nn
 
-from anomalib_vlm.clip import DualPathVisionEncoder, encode_fixed_texts, load_clip_model
-from anomalib_vlm.clip.conditional_prompts import ConditionalPromptLearner
+from anomalib_vlm.clip import DualPathVisionEncoder, PromptLearner, encode_fixed_texts
+from anomalib_vlm.models.components import FrozenClipModel
 
 
 class SupremeMode(str, Enum):
@@ -45,6 +45,28 @@ class SupremeMode(str, Enum):
     MCM = "mcm"
     SMMP = "smmp"
     SUPREME = "supreme"
+
+
+class OODInferenceBatch(NamedTuple):
+    """anomalib's ``InferenceBatch`` fields plus the predicted ID class: what Supreme's ``forward`` returns.
+
+    anomalib's steps copy the fields a batch has (``pred_class`` on :class:`~anomalib_vlm.data.OODBatch`), its
+    exporter names one graph output per field that is not ``None``, and
+    :class:`~anomalib_vlm.metrics.raw_scores.RawScorePostProcessor` passes ``pred_class`` through.
+
+    Attributes:
+        pred_score: ``[B]`` OOD score ``1 - S`` (higher = more OOD).
+        pred_label: ``[B]`` OOD decision (set by the post-processor).
+        anomaly_map: unused (``None``).
+        pred_mask: unused (``None``).
+        pred_class: ``[B]`` index of the most likely ID class (into the model's ``class_names``).
+    """
+
+    pred_score: torch.Tensor | None = None
+    pred_label: torch.Tensor | None = None
+    anomaly_map: torch.Tensor | None = None
+    pred_mask: torch.Tensor | None = None
+    pred_class: torch.Tensor | None = None
 
 
 class SupremeTrainingOutput(NamedTuple):
@@ -126,7 +148,7 @@ def mcm_terms(
     return probabilities.amax(dim=-1), probabilities
 
 
-class SupremeModel(DynamicBufferMixin, nn.Module):
+class SupremeModel(DynamicBufferMixin, FrozenClipModel):
     """SUPREME / SMMP / MCM on a frozen open_clip CLIP.
 
     Args:
@@ -149,6 +171,8 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         cache_dir (str | Path | None): open_clip weight cache. Defaults to open_clip's own.
     """
 
+    model_name = "Supreme"
+
     def __init__(
         self,
         backbone: str = "ViT-B-16",
@@ -164,7 +188,6 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         bias_init_std: float = 1e-3,
         cache_dir: str | Path | None = None,
     ) -> None:
-        super().__init__()
         if temperature <= 0:
             msg = f"temperature must be > 0, got {temperature}"
             raise ValueError(msg)
@@ -174,10 +197,9 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         if "{}" not in prompt_template:
             msg = f"prompt_template must contain '{{}}' for the class name, got {prompt_template!r}"
             raise ValueError(msg)
+        super().__init__(backbone, pretrained, image_size, cache_dir)
         self.mode = SupremeMode(mode)
-        self.backbone = backbone
         self.temperature = temperature
-        self.image_size = image_size
         self.prompt_template = prompt_template
         self.context_length = context_length
         self.context_init = context_init
@@ -185,7 +207,6 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         self.use_itc = use_itc
         self.class_names: list[str] = []
 
-        self.clip = load_clip_model(backbone, pretrained, cache_dir)
         # The standard CLIP image embedding (class token, ln_post, projection), any input size, SDPA attention
         # (exportable): DualPathVisionEncoder without surgery.
         self.vision = DualPathVisionEncoder(
@@ -197,7 +218,7 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         )
         embed_dim = int(self.clip.text_projection.shape[-1])
         width = int(self.clip.token_embedding.weight.shape[-1])
-        self.prompt_learner: ConditionalPromptLearner | None = None  # built once the class names are known
+        self.prompt_learner: PromptLearner | None = None  # built once the class names are known
 
         # BPG: m(I) (CoCoOp's meta-net shape) and the Gaussian image-domain bias N(mu, diag(sigma^2)) in token space.
         hidden = max(embed_dim // 16, 4)
@@ -224,7 +245,6 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         self.register_buffer("text_prototypes", torch.zeros(0, embed_dim))
         self.register_buffer("image_prototypes", torch.zeros(0, embed_dim))
         self.register_buffer("image_condition_mean", torch.zeros(embed_dim))  # mean shot embedding, for m(.)
-        self.register_buffer("tuned", torch.zeros((), dtype=torch.bool))
         # The shots' embeddings, for tuning only: not saved.
         self.register_buffer("shot_features", torch.zeros(0, embed_dim), persistent=False)
         self.register_buffer("shot_labels", torch.zeros(0, dtype=torch.long), persistent=False)
@@ -234,11 +254,6 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
     def num_classes(self) -> int:
         """Number of ID classes (0 before :meth:`set_classes`)."""
         return len(self.class_names)
-
-    @property
-    def input_channels(self) -> int:
-        """Channels the backbone expects."""
-        return int(self.clip.visual.conv1.in_channels)
 
     @property
     def has_image_prototypes(self) -> bool:
@@ -257,17 +272,19 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         self.class_names = names
         device = self.text_prototypes.device
         if self.mode == SupremeMode.SUPREME:
-            self.prompt_learner = ConditionalPromptLearner(
+            self.prompt_learner = PromptLearner(
                 self.clip,
                 self.backbone,
                 [name.replace("_", " ") for name in names],
                 context_length=self.context_length,
+                shared_context=True,
+                deep_depth=0,
                 context_init=self.context_init,
             ).to(device)
         else:
             self.prompt_learner = None
         self.image_prototypes = torch.zeros(0, self.text_prototypes.shape[-1], device=device)
-        self.refresh_text_prototypes()
+        self.refresh_cached_features()
 
     def _check_shots(self, name: str, images: torch.Tensor) -> None:
         expected = f"[K, {self.input_channels}, {self.image_size}, {self.image_size}]"
@@ -321,12 +338,14 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         for index, name in enumerate(self.class_names):
             features.append(self.encode_images(shots[name].to(self.text_prototypes.device)))
             labels.append(torch.full((len(shots[name]),), index, dtype=torch.long, device=features[-1].device))
-        with torch.inference_mode(False), torch.no_grad():
-            self.shot_features = torch.cat(features).clone()
-            self.shot_labels = torch.cat(labels).clone()
-            self.image_prototypes = F.normalize(torch.stack([f.mean(0) for f in features]), dim=-1)
-            self.image_condition_mean = self.shot_features.mean(0)
-        self.refresh_text_prototypes()
+        shot_features = torch.cat(features)
+        self.store_buffers(
+            shot_features=shot_features,
+            shot_labels=torch.cat(labels),
+            image_prototypes=F.normalize(torch.stack([f.mean(0) for f in features]), dim=-1),
+            image_condition_mean=shot_features.mean(0),
+        )
+        self.refresh_cached_features()
 
     # ------------------------------------------------------------------ BPG and text prototypes
     def _bias_shift(self, condition: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -354,20 +373,9 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
             shift, _, _ = self._bias_shift(condition, sample)
         return F.normalize(self.prompt_learner(shift), dim=-1)
 
-    def refresh_text_prototypes(self) -> None:
-        """Recompute the text prototype buffer (BPG at the bias mean) after tuning or loading."""
-        if not self.class_names:
-            return
-        with torch.inference_mode(False), torch.no_grad():
-            self.text_prototypes = self.encode_text_prototypes().detach().clone()
-
-    def train(self, mode: bool = True) -> SupremeModel:
-        """Switch mode; entering eval mode bakes the (possibly tuned) text prototypes into their buffer."""
-        super().train(mode)
-        self.clip.eval()  # frozen backbone: never its train-mode behaviour
-        if not mode:
-            self.refresh_text_prototypes()
-        return self
+    def cached_features(self) -> dict[str, torch.Tensor]:
+        """The text prototypes (BPG at the bias mean), once the classes are known."""
+        return {"text_prototypes": self.encode_text_prototypes()} if self.class_names else {}
 
     # ------------------------------------------------------------------ training
     def learnable_parameters(self) -> dict[str, list[nn.Parameter]]:
@@ -417,13 +425,14 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
         )
 
     # ------------------------------------------------------------------ inference
-    def _check_images(self, images: torch.Tensor) -> None:
-        if images.ndim != 4 or images.shape[1] != self.input_channels:
-            msg = (
-                f"Supreme expects images of shape [B, {self.input_channels}, H, W], got {list(images.shape)}; "
-                "convert grayscale images to RGB in the datamodule."
-            )
-            raise ValueError(msg)
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise unless ``images`` can be scored: the right shape, ID classes set, prototypes where needed.
+
+        Raises:
+            ValueError: images of the wrong shape.
+            RuntimeError: no ID classes yet, or no image prototypes for ``smmp`` / ``supreme``.
+        """
+        super().check_images(images)
         if not self.class_names:
             msg = "Supreme has no ID classes yet: give class_names, or run it through Engine with a datamodule."
             raise RuntimeError(msg)
@@ -431,16 +440,11 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
             msg = f"mode='{self.mode.value}' needs image prototypes: give the k-shot ID images first (set_shots)."
             raise RuntimeError(msg)
 
-    def score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ID score ``S`` ``[B]`` (higher = more ID) and ID class probabilities ``[B, C]`` of pre-processed images."""
-        self._check_images(images)
-        return self.score_features(self.vision(images).global_feature)
-
     def score_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ID score ``S`` ``[B]`` and ID class probabilities ``[B, C]`` of CLIP image embeddings ``[B, D]``.
 
         The frozen image encoder is the expensive part; scoring cached embeddings lets several configurations
-        (or prototypes) be compared on one encoding of a dataset.
+        (or prototypes) be compared on one encoding of a dataset. :meth:`forward` scores images through it.
         """
         features = F.normalize(features, dim=-1)
         text_score, text_probabilities = mcm_terms(features, self.text_prototypes, self.temperature)
@@ -457,11 +461,13 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
                 probabilities.append(probability)
         return torch.stack(scores).mean(0), torch.stack(probabilities).mean(0)
 
-    def predict_classes(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B]`` index of the most likely ID class (into :attr:`class_names`)."""
-        return self.score(images)[1].argmax(dim=-1)
+    def forward(self, images: torch.Tensor) -> OODInferenceBatch:
+        """Score ``[B, 3, H, W]`` pre-processed images.
 
-    def forward(self, images: torch.Tensor) -> InferenceBatch:
-        """Score ``[B, 3, H, W]`` pre-processed images: ``pred_score = 1 - S`` (higher = more OOD)."""
-        id_score, _ = self.score(images)
-        return InferenceBatch(pred_score=1.0 - id_score)
+        Returns:
+            OODInferenceBatch: ``pred_score = 1 - S`` ``[B]`` (higher = more OOD) and ``pred_class`` ``[B]``, the
+            most likely ID class.
+        """
+        self.check_images(images)
+        id_score, probabilities = self.score_features(self.vision(images).global_feature)
+        return OODInferenceBatch(pred_score=1.0 - id_score, pred_class=probabilities.argmax(dim=-1))
