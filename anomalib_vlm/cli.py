@@ -26,7 +26,9 @@ Added commands:
 * ``anomalib-vlm official-checkpoint``: turn the papers' released prompt files into checkpoints of our models
   (see :mod:`anomalib_vlm.official_checkpoints`);
 * ``anomalib-vlm pretrain-clip``: the recipe of the small CLIP that ships with the package
-  (see :mod:`anomalib_vlm.clip.pretrain`).
+  (see :mod:`anomalib_vlm.clip.pretrain`);
+* ``anomalib-vlm meta-pretrain``: MetaIqa's meta-prompt pre-training on a MOS table with distortion types
+  (see :mod:`anomalib_vlm.meta_pretrain`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ OWN_COMMANDS = {
     "benchmark": "anomalib_vlm.benchmark",
     "official-checkpoint": "anomalib_vlm.official_checkpoints",
     "pretrain-clip": "anomalib_vlm.clip.pretrain",
+    "meta-pretrain": "anomalib_vlm.meta_pretrain",
 }
 CHECKPOINT_COMMANDS = {"test", "predict", "validate", "export"}
 """anomalib subcommands that take ``--ckpt_path`` and so can rebuild the model from it."""

@@ -27,12 +27,13 @@ from anomalib import LearningType
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
-from anomalib_vlm.clip import backbone_fingerprint, load_clip_model
+from anomalib_vlm.clip import backbone_fingerprint, clip_pre_processor, load_clip_model
 from anomalib_vlm.clip.backbone import describe_loaded, load_weights_only
 from anomalib_vlm.errors import CheckpointMismatchError
 
 if TYPE_CHECKING:
     from anomalib.data import Batch
+    from anomalib.pre_processing import PreProcessor
     from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,37 @@ class ClipBackboneModule:
     trained_learning_type: ClassVar[LearningType | None] = None
     """The learning type of a trained model, e.g. ``ZERO_SHOT`` for prompts trained once on auxiliary data and
     then used on unseen categories. ``None``: ``ONE_CLASS`` always (``Engine.fit`` trains, every time)."""
+    default_backbone: ClassVar[str] = "ViT-B-16"
+    """The backbone of the model's paper (the ``backbone`` argument's default)."""
+    default_image_size: ClassVar[int] = 224
+    """The input side of the model's paper (the ``image_size`` argument's default)."""
+    resize_mode: ClassVar[str | None] = None
+    """How the pre-processor resizes: ``None`` as open_clip declares for the weights (OpenAI's: shorter side and
+    centre crop), ``"squash"`` the whole image to the input size (dense maps must cover all of it)."""
+
+    # ------------------------------------------------------------------ anomalib configuration
+    @classmethod
+    def configure_pre_processor(
+        cls,
+        image_size: tuple[int, int] | None = None,
+        backbone: str | None = None,
+        pretrained: str | Path | None = "openai",
+    ) -> PreProcessor:
+        """Resize to the model input (:attr:`resize_mode`) and normalise as the backbone's weights were trained.
+
+        Statistics and interpolation are those open_clip declares for ``backbone`` and ``pretrained``
+        (:func:`~anomalib_vlm.clip.clip_pre_processor`).
+
+        Args:
+            image_size (tuple[int, int] | None): model input size. Defaults to :attr:`default_image_size` squared.
+            backbone (str | None): open_clip model name. Defaults to :attr:`default_backbone`.
+            pretrained (str | Path | None): pretrained tag or weight file. Defaults to ``"openai"``.
+
+        Raises:
+            ValueError: an unknown backbone, or a non-square size where the resize crops the centre.
+        """
+        size = image_size or (cls.default_image_size, cls.default_image_size)
+        return clip_pre_processor(backbone or cls.default_backbone, pretrained, size, resize_mode=cls.resize_mode)
 
     # ------------------------------------------------------------------ training state
     @property

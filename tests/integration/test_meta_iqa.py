@@ -35,12 +35,13 @@ from anomalib.data import MVTecAD
 from anomalib.deploy import ExportType
 from anomalib.models import get_model, list_models
 
+from anomalib_vlm.callbacks import QualityGate
 from anomalib_vlm.data import generate_synthetic_dataset
 from anomalib_vlm.data.iqa import IqaDataModule, clean_images, distort, generate_iqa_dataset, split_by_distortion
 from anomalib_vlm.deploy import compile_openvino, onnx_to_openvino
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.models.anomaly_clip import AnomalyClip
-from anomalib_vlm.models.meta_iqa import MetaIqa, QualityGate
+from anomalib_vlm.models.meta_iqa import MetaIqa
 from anomalib_vlm.models.meta_iqa.loss import quality_loss, semantic_loss
 from tests.conftest import make_engine
 
@@ -345,8 +346,8 @@ def test_prompts_file_round_trip_and_errors(meta_run: MetaRun, tmp_path: Path) -
 
 
 def test_pretrain_command_writes_prompts_the_model_loads(data: dict[str, Path], tmp_path: Path) -> None:
-    """``python -m anomalib_vlm.models.meta_iqa.pretrain``: table in, prompts file out, loadable by MetaIqa."""
-    from anomalib_vlm.models.meta_iqa.pretrain import main
+    """``anomalib-vlm meta-pretrain``: table in, prompts file out, loadable by MetaIqa."""
+    from anomalib_vlm.meta_pretrain import main
 
     output = tmp_path / "prompts.pt"
     tiny = ["--backbone", "anomalib-vlm-tiny", "--pretrained", "none", "--image-size", str(IMAGE_SIZE)]

@@ -18,7 +18,7 @@ Settings that differ from the paper's, the same for every mode and variant:
       alpha = 0.005 weighs the ITC losses for ~25,000 steps at tau = 0.01 (ImageNet, 16 shots, 50 epochs);
       in 80 steps at tau = 0.1 the maps would not leave their identity start and ITC could not be observed.
 
-Settings, configurations and the Engine runs come from :mod:`anomalib_vlm.models.supreme.ablation`, whose
+Settings, configurations and the Engine runs come from `tools/supreme_ablation.py`, whose
 command repeats them over training seeds (README, "Measured on the tiny model"). The tuned model's gain over SMMP is
 asserted on the mean of three training seeds; the module ablation on FPR95 is printed but *not* asserted: on this
 model ITC lowers FPR95 only on average (within the seed spread) and BPG raises it (README).
@@ -45,7 +45,9 @@ from anomalib_vlm.data.ood import OODDataModule, generate_synthetic_ood_dataset
 from anomalib_vlm.data.synthetic import generate_synthetic_dataset
 from anomalib_vlm.deploy import compile_openvino, onnx_to_openvino
 from anomalib_vlm.models.supreme import Supreme
-from anomalib_vlm.models.supreme.ablation import (
+from anomalib_vlm.models.supreme.torch_model import mcm_terms
+from tests.conftest import make_engine
+from tools.supreme_ablation import (
     CONFIGURATIONS,
     SHOTS,
     SYNTHETIC_DATA,
@@ -53,8 +55,6 @@ from anomalib_vlm.models.supreme.ablation import (
     run_configuration,
     synthetic_datamodule,
 )
-from anomalib_vlm.models.supreme.torch_model import mcm_terms
-from tests.conftest import make_engine
 
 pytestmark = pytest.mark.slow
 

@@ -43,7 +43,7 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
-from anomalib_vlm.clip import clip_pre_processor, clip_preprocessing, normalization_of
+from anomalib_vlm.clip import clip_preprocessing, normalization_of
 from anomalib_vlm.metrics import RAW_ANOMALY_MAP, RAW_PRED_SCORE, RawScoreEvaluator, RawScorePostProcessor
 from anomalib_vlm.models.components import ClipBackboneModule
 
@@ -96,6 +96,8 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
     """
 
     trained_learning_type = LearningType.ZERO_SHOT
+    default_backbone, default_image_size = "ViT-L-14-336", 518
+    resize_mode = "squash"  # the official code resizes the whole image, so the map covers all of it
 
     def __init__(
         self,
@@ -158,26 +160,6 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         self._anomalous_training_images = 0
 
     # ------------------------------------------------------------------ anomalib configuration
-    @classmethod
-    def configure_pre_processor(
-        cls,
-        image_size: tuple[int, int] | None = None,
-        backbone: str = "ViT-L-14-336",
-        pretrained: str | None = "openai",
-    ) -> PreProcessor:
-        """Resize of the whole image to the model input (as the official code) and the backbone's normalisation.
-
-        Statistics and interpolation are those open_clip declares for ``backbone`` and ``pretrained``
-        (:func:`~anomalib_vlm.clip.clip_pre_processor`); the resize squashes whatever the backbone's resize mode,
-        so the anomaly map covers the whole image.
-
-        Args:
-            image_size (tuple[int, int] | None): model input size. Defaults to ``(518, 518)``.
-            backbone (str): open_clip model name. Defaults to ``"ViT-L-14-336"``.
-            pretrained (str | None): pretrained tag or weight file. Defaults to ``"openai"``.
-        """
-        return clip_pre_processor(backbone, pretrained, image_size or (518, 518), resize_mode="squash")
-
     @staticmethod
     def configure_post_processor() -> PostProcessor:
         """Anomalib's post-processor (adaptive thresholds, min-max normalisation from validation), keeping raw scores.

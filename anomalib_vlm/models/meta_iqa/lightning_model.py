@@ -49,7 +49,6 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from scipy.stats import spearmanr
 from torch.utils.data import DataLoader, Dataset
 
-from anomalib_vlm.clip import clip_pre_processor
 from anomalib_vlm.clip.backbone import describe_loaded
 from anomalib_vlm.data.iqa import IqaBatch, IqaDataset
 from anomalib_vlm.errors import CheckpointMismatchError
@@ -120,6 +119,10 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         evaluator (Evaluator | bool): Defaults to ``True`` (SRCC and PLCC on validation and test).
         visualizer (Visualizer | bool): Defaults to ``True`` (each tested image saved with its quality caption).
     """
+
+    # The whole capture is judged: squash resize. The official code normalises with ImageNet statistics on 224 crops
+    # of 244-pixel images; the statistics the weights were trained with are used instead (README, "Choices").
+    resize_mode = "squash"
 
     def __init__(
         self,
@@ -198,27 +201,6 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
             self.load_prompts(meta_prompts)
 
     # ------------------------------------------------------------------ anomalib configuration
-    @classmethod
-    def configure_pre_processor(
-        cls,
-        image_size: tuple[int, int] | None = None,
-        backbone: str = "ViT-B-16",
-        pretrained: str | None = "openai",
-    ) -> PreProcessor:
-        """Resize of the whole image to the model input and the normalisation of the backbone's weights.
-
-        The official code normalises with ImageNet statistics on 224 crops of 244-pixel images; the statistics
-        the weights were trained with (as open_clip declares them for ``backbone`` and ``pretrained``, OpenAI's
-        for ``"openai"``) are used instead (the difference is small and documented). The resize squashes, so
-        the whole capture is judged.
-
-        Args:
-            image_size (tuple[int, int] | None): model input size. Defaults to ``(224, 224)``.
-            backbone (str): open_clip model name. Defaults to ``"ViT-B-16"``.
-            pretrained (str | None): pretrained tag or weight file. Defaults to ``"openai"``.
-        """
-        return clip_pre_processor(backbone, pretrained, image_size or (224, 224), resize_mode="squash")
-
     @staticmethod
     def configure_post_processor(quality_threshold: float = 0.5) -> PostProcessor:
         """No min-max normalisation; ``pred_label = pred_score > 1 - quality_threshold`` (quality below it).

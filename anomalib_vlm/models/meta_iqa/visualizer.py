@@ -40,11 +40,6 @@ def quality_lines(item: ImageItem) -> list[str]:
     return lines
 
 
-def quality_caption(item: ImageItem) -> str:
-    """``quality 0.73 | MOS 3.20 | rejected`` for one predicted item (parts without data are left out)."""
-    return " | ".join(quality_lines(item))
-
-
 class QualityVisualizer(CaptionedImageVisualizer):
     """Save each tested or predicted image with its quality, MOS and verdict written below it.
 

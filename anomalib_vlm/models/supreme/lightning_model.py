@@ -46,7 +46,6 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
-from anomalib_vlm.clip import clip_pre_processor
 from anomalib_vlm.metrics import FPR95, RAW_PRED_SCORE, IDAccuracy, RawScoreEvaluator, RawScorePostProcessor
 from anomalib_vlm.models.components import ClipBackboneModule
 
@@ -174,33 +173,6 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             self.model.set_classes(class_names)
 
     # ------------------------------------------------------------------ anomalib configuration
-    @classmethod
-    def configure_pre_processor(
-        cls,
-        image_size: tuple[int, int] | None = None,
-        backbone: str = "ViT-B-16",
-        pretrained: str | None = "openai",
-    ) -> PreProcessor:
-        """The backbone's own preprocessing, as open_clip declares it for ``backbone`` and ``pretrained``.
-
-        For OpenAI's weights: bicubic resize of the shorter side, centre crop, OpenAI's statistics; tags that
-        declare a squash resize, other statistics or interpolation get those
-        (:func:`~anomalib_vlm.clip.clip_pre_processor`).
-
-        Args:
-            image_size (tuple[int, int] | None): model input size. Defaults to ``(224, 224)``.
-            backbone (str): open_clip model name. Defaults to ``"ViT-B-16"``.
-            pretrained (str | None): pretrained tag or weight file. Defaults to ``"openai"``.
-
-        Raises:
-            ValueError: a non-square ``image_size``.
-        """
-        size = image_size or (224, 224)
-        if size[0] != size[1]:
-            msg = f"Supreme takes square inputs (CLIP's centre crop), got image_size {tuple(size)}"
-            raise ValueError(msg)
-        return clip_pre_processor(backbone, pretrained, size)
-
     @staticmethod
     def configure_post_processor() -> PostProcessor:
         """Anomalib's post-processor (adaptive threshold, min-max normalisation from validation), keeping raw scores.

