@@ -131,19 +131,17 @@ def test_fit_on_a_trained_model_only_validates_and_says_so_until_told_to_continu
     """``Engine.fit`` on trained prompts calibrates without training (logged); ``continue_training`` trains again."""
     model = AnomalyClip.load_from_checkpoint(trained_run.checkpoint)
     trained_context = model.model.object_agnostic_prompts.context.detach().clone()
-    auxiliary = AuxiliaryData(
-        source="anomalib.data.MVTecAD", root=synthetic_root, categories=TRAIN_CATEGORIES, num_workers=0, seed=0
-    )
+    category = unseen_datamodule(synthetic_root)  # normal-only training split: synthetic anomalies when training
     assert model.learning_type == LearningType.ZERO_SHOT
     with caplog.at_level(logging.INFO, logger="anomalib_vlm"):
-        make_engine(tmp_path / "again").fit(model=model, datamodule=auxiliary)
+        make_engine(tmp_path / "again").fit(model=model, datamodule=category)
     assert "already trained" in caplog.text and "continue_training()" in caplog.text
     assert torch.equal(model.model.object_agnostic_prompts.context, trained_context)  # nothing was trained
 
     model.continue_training(epochs=1)
     assert model.learning_type == LearningType.ONE_CLASS
     assert model.trainer_arguments["max_epochs"] == 1
-    make_engine(tmp_path / "continued").fit(model=model, datamodule=auxiliary)
+    make_engine(tmp_path / "continued").fit(model=model, datamodule=category)
     assert not torch.equal(model.model.object_agnostic_prompts.context, trained_context)  # it trained further
     assert model.learning_type == LearningType.ZERO_SHOT  # and is a zero-shot model again
 
