@@ -3,10 +3,10 @@
 
 """Data that anomalib lacks: pooled auxiliary training data, synthetic anomaly datasets, IQA data with MOS."""
 
-from .auxiliary import AuxiliaryData
-from .iqa import IqaBatch, IqaDataModule, IqaDataset, generate_iqa_dataset, read_mos_csv
-from .ood import OODDataModule, OODDataset, OODImageBatch, generate_synthetic_ood_dataset
-from .synthetic import CATEGORIES, DEFECT_TYPES, generate_synthetic_dataset, render_sample
+from .datamodules.auxiliary import AuxiliaryData
+from .datamodules.iqa import IqaBatch, IqaDataModule, IqaDataset, generate_iqa_dataset, read_mos_csv
+from .datamodules.ood import OODDataModule, OODDataset, OODImageBatch, generate_synthetic_ood_dataset
+from .generators.synthetic import CATEGORIES, DEFECT_TYPES, generate_synthetic_dataset, render_sample
 
 __all__ = [
     "CATEGORIES",

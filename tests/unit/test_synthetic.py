@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""Tests of the synthetic anomaly dataset generator (:mod:`anomalib_vlm.data.synthetic`)."""
+"""Tests of the synthetic anomaly dataset generator (:mod:`anomalib_vlm.data.generators.synthetic`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_vlm.data.synthetic import (
+from anomalib_vlm.data.generators.synthetic import (
     CATEGORIES,
     DEFECT_TYPES,
     generate_synthetic_dataset,

@@ -19,10 +19,10 @@ visualizer work unchanged) with ``gt_label = 1`` for OOD and two extra fields: `
 ``-1`` for OOD images) and ``pred_class`` (filled by models that predict ID classes, e.g. Supreme).
 
 :func:`generate_synthetic_ood_dataset` writes a small seeded dataset in this layout from the procedural categories
-of :mod:`anomalib_vlm.data.synthetic`, for tests and demos.
+of :mod:`anomalib_vlm.data.generators.synthetic`, for tests and demos.
 
 Example:
-    >>> from anomalib_vlm.data.ood import OODDataModule, generate_synthetic_ood_dataset
+    >>> from anomalib_vlm.data.datamodules.ood import OODDataModule, generate_synthetic_ood_dataset
     >>> root = generate_synthetic_ood_dataset("./datasets/synthetic_ood")  # doctest: +SKIP
     >>> datamodule = OODDataModule(root=root, shots_per_class=4, num_workers=0)  # doctest: +SKIP
     >>> datamodule.setup(); datamodule.class_names  # doctest: +SKIP
@@ -51,7 +51,7 @@ from anomalib.data.utils import Split, TestSplitMode, ValSplitMode, read_image
 from pandas import DataFrame
 from torchvision.transforms.v2 import Transform
 
-from anomalib_vlm.data.synthetic import CATEGORIES, DEFECT_TYPES, render_sample
+from anomalib_vlm.data.generators.synthetic import CATEGORIES, DEFECT_TYPES, render_sample
 
 logger = logging.getLogger(__name__)
 
@@ -522,8 +522,8 @@ def generate_synthetic_ood_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Write the synthetic OOD dataset: ``python -m anomalib_vlm.data.ood --root datasets/synthetic_ood``."""
-    parser = argparse.ArgumentParser(prog="python -m anomalib_vlm.data.ood", description=main.__doc__)
+    """Write the synthetic OOD dataset: ``python -m anomalib_vlm.data.datamodules.ood --root datasets/synthetic_ood``."""
+    parser = argparse.ArgumentParser(prog="python -m anomalib_vlm.data.datamodules.ood", description=main.__doc__)
     parser.add_argument("--root", type=Path, default=Path("datasets/synthetic_ood"))
     parser.add_argument("--id-classes", nargs="+", default=list(SYNTHETIC_ID_CLASSES))
     kinds = list(SYNTHETIC_DEFAULT_OOD_KINDS)

@@ -17,7 +17,7 @@
   scikit-image is installed) or from the package's own rendered textures and objects.
 
 Example:
-    >>> from anomalib_vlm.data.iqa import IqaDataModule, generate_iqa_dataset
+    >>> from anomalib_vlm.data.datamodules.iqa import IqaDataModule, generate_iqa_dataset
     >>> csv = generate_iqa_dataset("./datasets/iqa_synthetic", source="synthetic", image_size=64)  # doctest: +SKIP
     >>> datamodule = IqaDataModule(root=csv.parent, csv=csv.name, num_shots=50)  # doctest: +SKIP
 """
@@ -795,7 +795,7 @@ def clean_images(
                 logger.debug("scikit-image sample '%s' is not available offline", name)
         return images[:num_images] if num_images else images
     if str(source) == "synthetic":
-        from anomalib_vlm.data.synthetic import CATEGORIES, render_normal
+        from anomalib_vlm.data.generators.synthetic import CATEGORIES, render_normal
 
         count = num_images or 24
         images = []

@@ -19,7 +19,7 @@ Samples are a pure function of ``(seed, split, index)``, so a corpus can be stre
 of workers, and regenerated identically.
 
 Example:
-    >>> from anomalib_vlm.data.corpus import CaptionCorpus
+    >>> from anomalib_vlm.data.generators.corpus import CaptionCorpus
     >>> corpus = CaptionCorpus(image_size=64, seed=0, photos=False)
     >>> sample = corpus.sample(0)
     >>> sample.image.shape, sample.image.dtype, sample.family in corpus.families("train")
@@ -36,8 +36,8 @@ from functools import cache
 import cv2
 import numpy as np
 
-from anomalib_vlm.data import synthetic
-from anomalib_vlm.data.iqa import DISTORTIONS, _square
+from anomalib_vlm.data.generators import synthetic
+from anomalib_vlm.data.datamodules.iqa import DISTORTIONS, _square
 
 __all__ = [
     "COLOURS",
@@ -73,7 +73,7 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 
 
 def _luminance_of(render: Callable[[int, np.random.Generator], tuple[_Image, np.ndarray]]) -> Callable:
-    """A pattern from one of :mod:`~anomalib_vlm.data.synthetic`'s renderers, contrast-stretched."""
+    """A pattern from one of :mod:`~anomalib_vlm.data.generators.synthetic`'s renderers, contrast-stretched."""
 
     def pattern(size: int, rng: np.random.Generator) -> np.ndarray:
         lum = synthetic._luminance(render(size, rng)[0])
@@ -216,7 +216,7 @@ _PARTS: dict[str, tuple[str, ...]] = {
     "chip": ("microchip", "chip on a circuit board", "integrated circuit"),
     "capsule": ("capsule", "pill", "medicine capsule"),
 }
-"""Industrial part families: :mod:`~anomalib_vlm.data.synthetic`'s object renderers."""
+"""Industrial part families: :mod:`~anomalib_vlm.data.generators.synthetic`'s object renderers."""
 
 _PHOTOS: dict[str, tuple[str, ...]] = {
     "astronaut": ("astronaut", "person in a space suit"),
@@ -400,10 +400,10 @@ DEGRADATIONS: dict[str, tuple[str, ...]] = {
     "posterise": ("posterised", "banded", "colour-banded"),
     "contrast_decrease": ("low-contrast", "faded", "flat low-contrast"),
 }
-"""Degradations trained on, and their words (keys of :data:`anomalib_vlm.data.iqa.DISTORTIONS` plus posterise)."""
+"""Degradations trained on, and their words (keys of :data:`anomalib_vlm.data.datamodules.iqa.DISTORTIONS` plus posterise)."""
 
 HELD_OUT_DEGRADATIONS: tuple[str, ...] = ("motion_blur", "impulse_noise", "speckle_noise")
-"""Degradations of :data:`~anomalib_vlm.data.iqa.DISTORTIONS` never trained on (for the IQA evaluation)."""
+"""Degradations of :data:`~anomalib_vlm.data.datamodules.iqa.DISTORTIONS` never trained on (for the IQA evaluation)."""
 
 _PREFIXES = (
     "a photo of",

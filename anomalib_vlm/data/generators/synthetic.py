@@ -26,7 +26,7 @@ generated.
 
 Example:
     >>> import numpy as np
-    >>> from anomalib_vlm.data.synthetic import render_sample
+    >>> from anomalib_vlm.data.generators.synthetic import render_sample
     >>> image, mask = render_sample("wood", "hole", 128, np.random.default_rng(0))
     >>> image.shape, image.dtype, mask.shape, mask.dtype
     ((128, 128, 3), dtype('uint8'), (128, 128), dtype('bool'))
@@ -34,7 +34,7 @@ Example:
     Write a dataset and read it with anomalib:
 
     >>> from anomalib.data import MVTecAD
-    >>> from anomalib_vlm.data.synthetic import generate_synthetic_dataset
+    >>> from anomalib_vlm.data.generators.synthetic import generate_synthetic_dataset
     >>> root = generate_synthetic_dataset("./datasets/synthetic", categories=["wood", "chip"])  # doctest: +SKIP
     >>> datamodule = MVTecAD(root=root, category="chip", num_workers=0)  # doctest: +SKIP
 """
