@@ -32,8 +32,8 @@ from sklearn.metrics import roc_auc_score
 
 from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD, DualPathVisionEncoder, load_clip_model
 from anomalib_vlm.clip.backbone import SMALL_MODEL_NAME, SMALL_PRETRAINED_TAG, _open_clip
+from anomalib_vlm.data import DEFECT_TYPES, render_sample
 from anomalib_vlm.data.generators.corpus import COLOURS, DEFECTS, DEGRADATIONS, FAMILIES, CaptionCorpus, CorpusSample
-from anomalib_vlm.data.generators.synthetic import DEFECT_TYPES, render_sample
 
 INTACT_PROMPTS = ("a photo of a flawless object.", "a photo of an intact object.", "a photo of a perfect object.")
 DAMAGED_PROMPTS = ("a photo of a damaged object.", "a photo of a defective object.", "a photo of a broken object.")
@@ -192,7 +192,7 @@ def iqa_zero_shot(model: torch.nn.Module, corpus: CaptionCorpus) -> dict[str, fl
     """SRCC between a hand-written good/bad-photo prompt score and the distortion level, on held-out photos."""
     from scipy.stats import spearmanr
 
-    from anomalib_vlm.data.datamodules.iqa import distort
+    from anomalib_vlm.data import distort
 
     texts = _texts(model, ["a good, sharp, clean photo.", "a bad, degraded, low-quality photo."])
     results = {}

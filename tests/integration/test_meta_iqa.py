@@ -35,8 +35,14 @@ from anomalib.data import MVTecAD
 from anomalib.deploy import ExportType
 from anomalib.models import get_model, list_models
 
-from anomalib_vlm.data import generate_synthetic_dataset
-from anomalib_vlm.data.datamodules.iqa import IqaDataModule, clean_images, distort, generate_iqa_dataset, split_by_distortion
+from anomalib_vlm.data import (
+    IqaDataModule,
+    clean_images,
+    distort,
+    generate_iqa_dataset,
+    generate_synthetic_dataset,
+    split_by_distortion,
+)
 from anomalib_vlm.deploy import compile_openvino, onnx_to_openvino
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.models.anomaly_clip import AnomalyClip

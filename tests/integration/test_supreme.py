@@ -41,8 +41,7 @@ from anomalib.deploy import ExportType
 from anomalib.engine import Engine
 from anomalib.models import get_model, list_models
 
-from anomalib_vlm.data.datamodules.ood import OODDataModule, generate_synthetic_ood_dataset
-from anomalib_vlm.data.generators.synthetic import generate_synthetic_dataset
+from anomalib_vlm.data import OODDataModule, generate_synthetic_dataset, generate_synthetic_ood_dataset
 from anomalib_vlm.deploy import compile_openvino, onnx_to_openvino
 from anomalib_vlm.models.supreme import Supreme
 from anomalib_vlm.models.supreme.ablation import (

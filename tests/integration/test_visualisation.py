@@ -22,8 +22,14 @@ from anomalib.data import ImageItem
 from PIL import Image
 from torchmetrics.functional.classification import binary_auroc
 
-from anomalib_vlm.data.datamodules.iqa import IqaDataModule, IqaItem, generate_iqa_dataset
-from anomalib_vlm.data.datamodules.ood import OODDataModule, OODImageItem, generate_synthetic_ood_dataset
+from anomalib_vlm.data import (
+    IqaDataModule,
+    IqaItem,
+    OODDataModule,
+    OODImageItem,
+    generate_iqa_dataset,
+    generate_synthetic_ood_dataset,
+)
 from anomalib_vlm.metrics import fpr_at_tpr
 from anomalib_vlm.models.meta_iqa import MetaIqa
 from anomalib_vlm.models.meta_iqa.visualizer import QualityVisualizer

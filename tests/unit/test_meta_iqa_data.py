@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_vlm.data.datamodules.iqa import (
+from anomalib_vlm.data import (
     DISTORTIONS,
     IqaBatch,
     IqaDataModule,

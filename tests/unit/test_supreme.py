@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import CenterCrop, Compose, InterpolationMode, No
 
 from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
 from anomalib_vlm.clip.transforms import ResizeShorterSideCenterCrop
-from anomalib_vlm.data.datamodules.ood import OODDataModule, OODImageBatch, generate_synthetic_ood_dataset
+from anomalib_vlm.data import OODDataModule, OODImageBatch, generate_synthetic_ood_dataset
 from anomalib_vlm.metrics import FPR95, IDAccuracy, fpr_at_tpr
 from anomalib_vlm.models.supreme import Supreme
 from anomalib_vlm.models.supreme.torch_model import SupremeModel, check_class_names, mcm_terms

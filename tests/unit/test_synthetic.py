@@ -14,13 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_vlm.data.generators.synthetic import (
-    CATEGORIES,
-    DEFECT_TYPES,
-    generate_synthetic_dataset,
-    render_normal,
-    render_sample,
-)
+from anomalib_vlm.data import CATEGORIES, DEFECT_TYPES, generate_synthetic_dataset, render_normal, render_sample
 
 SIZE = 128
 SMALL = {"image_size": 64, "num_train": 3, "num_test_normal": 2, "num_test_per_defect": 2}

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -37,7 +36,8 @@ import cv2
 import numpy as np
 
 from anomalib_vlm.data.generators import synthetic
-from anomalib_vlm.data.datamodules.iqa import DISTORTIONS, _square
+from anomalib_vlm.data.generators.iqa import DISTORTIONS
+from anomalib_vlm.data.utils import seeded_rng, skimage_photos, stable_hash
 
 __all__ = [
     "COLOURS",
@@ -67,9 +67,7 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 }
 """Colour words and their RGB values (texture and shape families take one)."""
 
-# ------------------------------------------------------------------------------------------------------------
 # material textures: each returns a luminance pattern (H, W) in [0, 1] that a colour is applied to
-# ------------------------------------------------------------------------------------------------------------
 
 
 def _luminance_of(render: Callable[[int, np.random.Generator], tuple[_Image, np.ndarray]]) -> Callable:
@@ -171,9 +169,7 @@ _MATERIAL_WORDS: dict[str, tuple[str, ...]] = {
     "cast": ("cast", "cast metal", "pitted"),
 }
 
-# ------------------------------------------------------------------------------------------------------------
 # object shapes: each returns a polygon (N, 2) in unit coordinates around the origin
-# ------------------------------------------------------------------------------------------------------------
 
 
 def _regular(corners: int, inner: float = 1.0) -> np.ndarray:
@@ -255,9 +251,7 @@ HELD_OUT_FAMILIES: tuple[str, ...] = ("tiled", "marbled", "hexagon", "capsule", 
 """Families never trained on. ``tiled`` and ``capsule`` are the project's synthetic ``tile`` and ``capsule``
 categories, so anomaly detection on them is zero-shot with respect to pre-training."""
 
-# ------------------------------------------------------------------------------------------------------------
 # defects: the four of the synthetic generator plus five more, each drawing in place and returning its alpha
-# ------------------------------------------------------------------------------------------------------------
 
 
 def _crack(image: _Image, distance: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
@@ -374,9 +368,7 @@ DEFECTS: dict[str, tuple[str, ...]] = {
 _DAMAGED = ("damaged", "defective", "flawed", "broken")
 _INTACT = ("flawless", "intact", "perfect", "undamaged", "clean")
 
-# ------------------------------------------------------------------------------------------------------------
 # quality degradations
-# ------------------------------------------------------------------------------------------------------------
 
 
 def _posterise(image: _Image, t: float, rng: np.random.Generator) -> _Image:
@@ -400,10 +392,10 @@ DEGRADATIONS: dict[str, tuple[str, ...]] = {
     "posterise": ("posterised", "banded", "colour-banded"),
     "contrast_decrease": ("low-contrast", "faded", "flat low-contrast"),
 }
-"""Degradations trained on, and their words (keys of :data:`anomalib_vlm.data.datamodules.iqa.DISTORTIONS` plus posterise)."""
+"""Degradations trained on, and their words (:data:`~anomalib_vlm.data.generators.iqa.DISTORTIONS` plus posterise)."""
 
 HELD_OUT_DEGRADATIONS: tuple[str, ...] = ("motion_blur", "impulse_noise", "speckle_noise")
-"""Degradations of :data:`~anomalib_vlm.data.datamodules.iqa.DISTORTIONS` never trained on (for the IQA evaluation)."""
+"""Degradations of :data:`~anomalib_vlm.data.generators.iqa.DISTORTIONS` never trained on (for the IQA evaluation)."""
 
 _PREFIXES = (
     "a photo of",
@@ -414,9 +406,7 @@ _PREFIXES = (
     "a product photo of",
 )
 
-# ------------------------------------------------------------------------------------------------------------
 # corpus
-# ------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -438,27 +428,13 @@ class CorpusSample:
         return (self.family, self.colour, self.material, self.defect, self.degradation)
 
 
-def _stable(text: str) -> int:
-    return zlib.crc32(text.encode())
-
-
 @cache
 def _photo_bank(size: int) -> dict[str, np.ndarray]:
     """scikit-image's photographs, square, at twice ``size`` (room for random crops); empty without skimage."""
     try:
-        from skimage import data as skdata
+        return skimage_photos(_PHOTOS, 2 * size)
     except ImportError:
         return {}
-    bank = {}
-    for name in _PHOTOS:
-        loader = getattr(skdata, name, None)
-        if loader is None:
-            continue
-        try:
-            bank[name] = _square(np.asarray(loader()), 2 * size)
-        except Exception:
-            continue
-    return bank
 
 
 class CaptionCorpus:
@@ -500,12 +476,12 @@ class CaptionCorpus:
         """The one colour never trained on ``family`` (material and shape families)."""
         if FAMILIES[family] not in {"material", "shape"}:
             return None
-        return list(COLOURS)[(_stable(family) * 7) % len(COLOURS)]
+        return list(COLOURS)[(stable_hash(family) * 7) % len(COLOURS)]
 
     @staticmethod
     def held_out_defect(family: str) -> str:
         """The one defect kind never trained on ``family``."""
-        return list(DEFECTS)[(_stable(family) * 5 + 3) % len(DEFECTS)]
+        return list(DEFECTS)[(stable_hash(family) * 5 + 3) % len(DEFECTS)]
 
     def is_training_combination(self, family: str, colour: str | None, defect: str | None) -> bool:
         """Whether a training sample may show ``family`` in ``colour`` with ``defect``."""
@@ -521,7 +497,7 @@ class CaptionCorpus:
         if split not in {"train", "heldout_family", "heldout_combination"}:
             msg = f"Unknown corpus split '{split}'"
             raise ValueError(msg)
-        rng = np.random.default_rng([self.seed, _stable(split), index])
+        rng = seeded_rng(self.seed, split, index)
         families = self.families(split)
         family = families[int(rng.integers(len(families)))]
         kind = FAMILIES[family]
@@ -606,24 +582,12 @@ class CaptionCorpus:
         canvas = np.zeros((size, size), np.uint8)
         shift = 4
         if SHAPES[family] is None:
+            centre = (round(cx * 16), round(cy * 16))
             axes = (round(radius * 16), round(radius * rng.uniform(0.8, 1.0) * 16))
-            cv2.ellipse(
-                canvas, (round(cx * 16), round(cy * 16)), axes, np.degrees(angle), 0, 360, 255, -1, cv2.LINE_AA, shift
-            )
+            cv2.ellipse(canvas, centre, axes, np.degrees(angle), 0, 360, 255, -1, cv2.LINE_AA, shift)
             if family == "ring":
                 inner = (round(axes[0] * 0.5), round(axes[1] * 0.5))
-                cv2.ellipse(
-                    canvas,
-                    (round(cx * 16), round(cy * 16)),
-                    inner,
-                    np.degrees(angle),
-                    0,
-                    360,
-                    0,
-                    -1,
-                    cv2.LINE_AA,
-                    shift,
-                )
+                cv2.ellipse(canvas, centre, inner, np.degrees(angle), 0, 360, 0, -1, cv2.LINE_AA, shift)
         else:
             c, s = np.cos(angle), np.sin(angle)
             points = SHAPES[family] @ np.array([[c, s], [-s, c]]) * radius + (cx, cy)

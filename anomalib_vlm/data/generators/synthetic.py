@@ -41,15 +41,15 @@ Example:
 
 from __future__ import annotations
 
-import json
 import shutil
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from anomalib_vlm.data.utils import generation_state, record_generation, seeded_rng, write_png
 
 __all__ = [
     "CATEGORIES",
@@ -83,7 +83,6 @@ MIN_IMAGE_SIZE = 32
 FORMAT_VERSION = 1
 """Version of the rendering code, stored in ``generation.json``; bump it whenever the images change."""
 
-_METADATA_FILE = "generation.json"
 _MIN_DEFECT_FRACTION = 0.01
 _MAX_DEFECT_FRACTION = 0.08
 
@@ -97,9 +96,7 @@ _STAIN_COLOURS = np.array(
 )
 
 
-# --------------------------------------------------------------------------------------------------
 # small helpers
-# --------------------------------------------------------------------------------------------------
 def _rgb(*values: float) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
@@ -162,9 +159,7 @@ def _luminance(image: np.ndarray) -> np.ndarray:
     return image @ np.asarray([0.299, 0.587, 0.114], np.float32)
 
 
-# --------------------------------------------------------------------------------------------------
 # normal appearance: each renderer returns a float image in [0, 1] and the region defects may occupy
-# --------------------------------------------------------------------------------------------------
 def _render_weave(size: int, rng: np.random.Generator) -> tuple[_Image, np.ndarray]:
     """Carpet-like plain weave of two slightly different thread colours."""
     palette = [_rgb(0.56, 0.61, 0.68), _rgb(0.74, 0.67, 0.56), _rgb(0.62, 0.67, 0.58), _rgb(0.71, 0.61, 0.63)]
@@ -397,9 +392,7 @@ _RENDERERS: dict[str, Callable[[int, np.random.Generator], tuple[_Image, np.ndar
 }
 
 
-# --------------------------------------------------------------------------------------------------
 # defects: each draws into ``image`` in place and returns the defect's coverage alpha (H, W) in [0, 1]
-# --------------------------------------------------------------------------------------------------
 def _pick_centre(distance: np.ndarray, clearance: float, rng: np.random.Generator) -> tuple[float, float]:
     """A random pixel centre at least ``clearance`` px inside the region (or as deep as the region allows)."""
     needed = min(clearance, 0.8 * float(distance.max()))
@@ -569,9 +562,7 @@ def _add_defect(image: _Image, region: np.ndarray, defect: str, rng: np.random.G
     return best[1], best[2]
 
 
-# --------------------------------------------------------------------------------------------------
 # public rendering API
-# --------------------------------------------------------------------------------------------------
 def _check_category(category: str) -> None:
     if category not in CATEGORIES:
         msg = f"Unknown synthetic category {category!r}; valid categories: {', '.join(CATEGORIES)}."
@@ -656,19 +647,7 @@ def render_normal(category: str, image_size: int, rng: np.random.Generator) -> n
     return render_sample(category, None, image_size, rng)[0]
 
 
-# --------------------------------------------------------------------------------------------------
 # dataset writer
-# --------------------------------------------------------------------------------------------------
-def _stable_hash(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8"))
-
-
-def _image_rng(seed: int, category: str, folder: str, index: int) -> np.random.Generator:
-    """Generator of one image, independent of every other image and category."""
-    entropy = [int(seed), _stable_hash(category), _stable_hash(folder), int(index)]
-    return np.random.default_rng(np.random.SeedSequence(entropy))
-
-
 def _stems(count: int) -> list[str]:
     width = max(3, len(str(max(count - 1, 0))))
     return [f"{index:0{width}d}" for index in range(count)]
@@ -683,52 +662,11 @@ def _expected_files(settings: dict[str, Any]) -> list[str]:
     return files
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), array):
-        msg = f"Could not write image {path}."
-        raise OSError(msg)
-
-
-def _category_state(folder: Path, settings: dict[str, Any]) -> tuple[str, list[str]]:
-    """Classify an existing category folder as ``absent``, ``complete``, ``incomplete`` or ``different``.
-
-    Returns:
-        The state and, for ``different``, a description of every differing field.
-    """
-    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
-        return "absent", []
-    metadata_path = folder / _METADATA_FILE
-    try:
-        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-        stored = metadata["settings"]
-        complete = bool(metadata.get("complete", False))
-    except (OSError, ValueError, KeyError, TypeError):
-        return "different", [f"{_METADATA_FILE} (missing or unreadable; not generated by this module)"]
-    if not isinstance(stored, dict):
-        return "different", [f"{_METADATA_FILE} (malformed)"]
-    differences = [
-        f"{key} (found {stored.get(key)!r}, requested {settings[key]!r})"
-        for key in settings
-        if stored.get(key) != settings[key]
-    ]
-    if differences:
-        return "different", differences
-    if complete and all((folder / name).is_file() for name in _expected_files(settings)):
-        return "complete", []
-    return "incomplete", []
-
-
 def _write_category(folder: Path, category: str, settings: dict[str, Any]) -> None:
     for name in ("train", "test", "ground_truth"):
         if (folder / name).exists():
             shutil.rmtree(folder / name)
-    folder.mkdir(parents=True, exist_ok=True)
-    metadata_path = folder / _METADATA_FILE
-    metadata = {"generator": __name__, "settings": settings, "complete": False}
-    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-
+    record_generation(folder, __name__, settings, complete=False)
     seed, size = settings["seed"], settings["image_size"]
     folders: list[tuple[str, str | None, int]] = [
         ("train", None, settings["num_train"]),
@@ -737,17 +675,16 @@ def _write_category(folder: Path, category: str, settings: dict[str, Any]) -> No
     folders += [("test", defect, settings["num_test_per_defect"]) for defect in settings["defect_types"]]
     for split, defect, count in folders:
         label = defect or "good"
-        image_dir = folder / split / label
-        image_dir.mkdir(parents=True, exist_ok=True)
+        # Folders exist even when empty (a count of 0), as anomalib's MVTec AD layout has them.
+        (folder / split / label).mkdir(parents=True, exist_ok=True)
         if defect is not None:
             (folder / "ground_truth" / defect).mkdir(parents=True, exist_ok=True)
         for index, stem in enumerate(_stems(count)):
-            image, mask = render_sample(category, defect, size, _image_rng(seed, category, f"{split}/{label}", index))
-            _write_png(image_dir / f"{stem}.png", image)
+            image, mask = render_sample(category, defect, size, seeded_rng(seed, category, f"{split}/{label}", index))
+            write_png(folder / split / label / f"{stem}.png", image)
             if defect is not None:
-                _write_png(folder / "ground_truth" / defect / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
-    metadata["complete"] = True
-    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+                write_png(folder / "ground_truth" / defect / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
+    record_generation(folder, __name__, settings, complete=True)
 
 
 def _check_count(name: str, value: int, minimum: int) -> int:
@@ -849,7 +786,7 @@ def generate_synthetic_dataset(
         if folder.exists() and not folder.is_dir():
             conflicts.append(f"{folder} exists and is not a directory")
             continue
-        state, differences = _category_state(folder, settings)
+        state, differences = generation_state(folder, settings, _expected_files(settings))
         if state == "different" and not overwrite:
             conflicts.append(f"{folder}: {'; '.join(differences)}")
         plan.append((category, settings, state))

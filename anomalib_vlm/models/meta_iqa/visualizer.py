@@ -10,7 +10,7 @@ above the model's threshold).
 
 Example:
     >>> import torch
-    >>> from anomalib_vlm.data.datamodules.iqa import IqaItem
+    >>> from anomalib_vlm.data import IqaItem
     >>> from anomalib_vlm.models.meta_iqa.visualizer import QualityVisualizer
     >>> item = IqaItem(image=torch.rand(3, 32, 32), pred_score=torch.tensor(0.25), pred_label=torch.tensor(False))
     >>> QualityVisualizer().caption_lines(item)

@@ -32,7 +32,7 @@ from anomalib import LearningType
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
-from anomalib_vlm.data.datamodules.ood import OODDataModule, generate_synthetic_ood_dataset
+from anomalib_vlm.data import OODDataModule, generate_synthetic_ood_dataset
 
 from .lightning_model import Supreme
 

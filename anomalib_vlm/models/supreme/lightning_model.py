@@ -64,7 +64,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
 
     Args:
         class_names (Sequence[str] | None): ID class names (used in the prompts). ``None`` takes them from the
-            datamodule: its ``class_names`` (:class:`~anomalib_vlm.data.datamodules.ood.OODDataModule`) or its non-empty
+            datamodule: its ``class_names`` (:class:`~anomalib_vlm.data.OODDataModule`) or its non-empty
             ``category`` (one-class use on MVTec AD and similar). Defaults to ``None``.
         mode (str): ``"mcm"`` (text prototypes only, training-free), ``"smmp"`` (text + image prototypes,
             training-free) or ``"supreme"`` (few-shot BPG + ITC tuning, S_GMP score). Defaults to ``"supreme"``.
@@ -278,7 +278,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             return [category.replace("_", " ")]
         msg = (
             "Supreme needs the ID class names: pass class_names=[...], or use a datamodule with class folders "
-            "(anomalib_vlm.data.datamodules.ood.OODDataModule) or a category (e.g. MVTecAD(category='bottle'))."
+            "(anomalib_vlm.data.OODDataModule) or a category (e.g. MVTecAD(category='bottle'))."
         )
         raise ValueError(msg)
 
