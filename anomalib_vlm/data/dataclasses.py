@@ -1,13 +1,10 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""Batch types: anomalib's image item and batch plus the fields our tasks need.
+"""Batch types: anomalib's image item and batch plus opinion scores (IQA) or ID classes (OOD).
 
-* :class:`IqaItem` / :class:`IqaBatch`: opinion scores (``mos``, ``gt_quality``, ``distortion``). A quality model
-  keeps anomalib's convention that ``pred_score`` is higher when worse; the quality itself is
-  :func:`quality_from_score` of it, ``pred_quality`` on a batch.
-* :class:`OODImageItem` / :class:`OODImageBatch`: ``gt_class`` (the ID class index, :data:`OOD_CLASS_INDEX` for OOD
-  images) and ``pred_class`` (filled by models that predict ID classes, e.g. Supreme), with ``gt_label = 1`` for OOD.
+A quality model keeps anomalib's convention that ``pred_score`` is higher when worse; the quality is
+:func:`quality_from_score` of it. OOD images have ``gt_label = 1`` and ``gt_class =`` :data:`OOD_CLASS_INDEX`.
 
 Example:
     >>> import torch
@@ -60,13 +57,7 @@ class IqaItem(ImageItem):
 class IqaBatch(ImageBatch):
     """anomalib's :class:`~anomalib.data.ImageBatch` carrying the opinion scores.
 
-    ``pred_score`` follows anomalib's convention (higher = more anomalous, i.e. worse); :attr:`pred_quality` is
-    the quality score itself (:func:`quality_from_score`).
-
-    Attributes:
-        mos: ``[B]`` raw mean opinion scores.
-        gt_quality: ``[B]`` scores rescaled to "higher = better", the training shots spanning ``[0, 1]``.
-        distortion: ``B`` distortion type names.
+    Its fields are :class:`IqaItem`'s, batched; :attr:`pred_quality` is the quality (:func:`quality_from_score`).
     """
 
     item_class = IqaItem

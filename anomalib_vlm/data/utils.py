@@ -5,13 +5,6 @@
 
 A generated folder carries ``generation.json`` (the generator, its settings and whether it finished), so a second
 call with the same settings reuses it and a call with other settings can say what differs.
-
-Example:
-    >>> from anomalib_vlm.data.utils import readable_name, seeded_rng
-    >>> readable_name("metal_plate")
-    'metal plate'
-    >>> float(seeded_rng(0, "wood", 3).random()) == float(seeded_rng(0, "wood", 3).random())
-    True
 """
 
 from __future__ import annotations
@@ -38,6 +31,14 @@ GENERATION_FILE = "generation.json"
 def readable_name(folder: str) -> str:
     """A class or category folder name as words for a prompt or a caption: ``metal_plate`` -> ``metal plate``."""
     return folder.replace("_", " ")
+
+
+def check_count(name: str, value: int, minimum: int) -> int:
+    """``value`` as an ``int`` when it is an integer of at least ``minimum``; else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        msg = f"{name} must be an integer >= {minimum}, got {value!r}."
+        raise ValueError(msg)
+    return int(value)
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:

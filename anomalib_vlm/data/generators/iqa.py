@@ -6,11 +6,7 @@
 Each clean image is degraded by several distortion types (blur, noise, JPEG, exposure, contrast, ...) at graded
 levels, and its synthetic MOS falls with the level. Clean images come from a folder, from scikit-image's bundled
 photographs (offline, when scikit-image is installed) or from the package's own rendered textures and objects.
-
-Example:
-    >>> from anomalib_vlm.data import IqaDataModule, generate_iqa_dataset
-    >>> csv = generate_iqa_dataset("./datasets/iqa_synthetic", source="synthetic", image_size=64)  # doctest: +SKIP
-    >>> datamodule = IqaDataModule(root=csv.parent, csv=csv.name, num_shots=50)  # doctest: +SKIP
+:class:`~anomalib_vlm.data.IqaDataModule` reads the table it writes.
 """
 
 from __future__ import annotations

@@ -5,13 +5,6 @@
 
 The ID classes are normal images of :mod:`~anomalib_vlm.data.generators.synthetic`'s texture categories; the OOD
 kinds are other categories, other colourways, damaged ID images or colour noise (:data:`SYNTHETIC_OOD_KINDS`).
-
-Example:
-    >>> from anomalib_vlm.data import OODDataModule, generate_synthetic_ood_dataset
-    >>> root = generate_synthetic_ood_dataset("./datasets/synthetic_ood")  # doctest: +SKIP
-    >>> datamodule = OODDataModule(root=root, shots_per_class=4, num_workers=0)  # doctest: +SKIP
-    >>> datamodule.setup(); datamodule.class_names  # doctest: +SKIP
-    ['leather', 'tile', 'weave', 'wood']
 """
 
 from __future__ import annotations
@@ -24,7 +17,7 @@ import cv2
 import numpy as np
 
 from anomalib_vlm.data.generators.synthetic import CATEGORIES, DEFECT_TYPES, render_sample
-from anomalib_vlm.data.utils import generation_state, record_generation, seeded_rng, write_png
+from anomalib_vlm.data.utils import check_count, generation_state, record_generation, seeded_rng, write_png
 
 SYNTHETIC_ID_CLASSES: tuple[str, ...] = ("leather", "tile", "weave", "wood")
 """Default ID classes of the synthetic OOD dataset (normal images of these texture categories)."""
@@ -73,9 +66,7 @@ def _check_synthetic_ood_arguments(id_classes: list[str], ood_kinds: Sequence[st
         msg = f"'objects' OOD needs an object category not among the ID classes {id_classes}"
         raise ValueError(msg)
     for name, value in counts.items():
-        if value < 1:
-            msg = f"{name} must be >= 1, got {value}"
-            raise ValueError(msg)
+        check_count(name, value, 1)
 
 
 def generate_synthetic_ood_dataset(

@@ -49,7 +49,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from anomalib_vlm.data.utils import generation_state, record_generation, seeded_rng, write_png
+from anomalib_vlm.data.utils import check_count, generation_state, record_generation, seeded_rng, write_png
 
 __all__ = [
     "CATEGORIES",
@@ -563,24 +563,6 @@ def _add_defect(image: _Image, region: np.ndarray, defect: str, rng: np.random.G
 
 
 # public rendering API
-def _check_category(category: str) -> None:
-    if category not in CATEGORIES:
-        msg = f"Unknown synthetic category {category!r}; valid categories: {', '.join(CATEGORIES)}."
-        raise ValueError(msg)
-
-
-def _check_defect(defect: str) -> None:
-    if defect not in DEFECT_TYPES:
-        msg = f"Unknown defect type {defect!r}; valid defect types: {', '.join(DEFECT_TYPES)}."
-        raise ValueError(msg)
-
-
-def _check_image_size(image_size: int) -> None:
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < MIN_IMAGE_SIZE:
-        msg = f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}."
-        raise ValueError(msg)
-
-
 def render_sample(
     category: str,
     defect: str | None,
@@ -612,11 +594,10 @@ def render_sample(
         >>> bool(mask.any()), image.shape
         (True, (64, 64, 3))
     """
-    _check_category(category)
+    _check_names("categories", [category], CATEGORIES)
     if defect is not None:
-        _check_defect(defect)
-    _check_image_size(image_size)
-    size = int(image_size)
+        _check_names("defect types", [defect], DEFECT_TYPES)
+    size = check_count("image_size", image_size, MIN_IMAGE_SIZE)
     finish_rng = np.random.default_rng(int(rng.integers(2**63)))
     image, region = _RENDERERS[category](size, rng)
     mask = np.zeros((size, size), bool)
@@ -685,13 +666,6 @@ def _write_category(folder: Path, category: str, settings: dict[str, Any]) -> No
             if defect is not None:
                 write_png(folder / "ground_truth" / defect / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
     record_generation(folder, __name__, settings, complete=True)
-
-
-def _check_count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        msg = f"{name} must be an integer >= {minimum}, got {value!r}."
-        raise ValueError(msg)
-    return int(value)
 
 
 def _check_names(kind: str, names: str | Sequence[str] | None, valid: tuple[str, ...]) -> list[str]:
@@ -763,15 +737,14 @@ def generate_synthetic_dataset(
     """
     chosen = _check_names("categories", categories, CATEGORIES)
     requested = _check_names("defect types", defect_types, DEFECT_TYPES)
-    _check_image_size(image_size)
     base_settings: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "image_size": int(image_size),
-        "num_train": _check_count("num_train", num_train, 1),
-        "num_test_normal": _check_count("num_test_normal", num_test_normal, 0),
-        "num_test_per_defect": _check_count("num_test_per_defect", num_test_per_defect, 0),
+        "image_size": check_count("image_size", image_size, MIN_IMAGE_SIZE),
+        "num_train": check_count("num_train", num_train, 1),
+        "num_test_normal": check_count("num_test_normal", num_test_normal, 0),
+        "num_test_per_defect": check_count("num_test_per_defect", num_test_per_defect, 0),
         "defect_types": [name for name in DEFECT_TYPES if name in requested],  # order does not change the data
-        "seed": _check_count("seed", seed, 0),
+        "seed": check_count("seed", seed, 0),
     }
 
     root = Path(root)
