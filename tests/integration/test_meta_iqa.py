@@ -23,7 +23,6 @@ at the paper's 1e-4 / 1e-3).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +47,9 @@ from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.models.anomaly_clip import AnomalyClip
 from anomalib_vlm.models.meta_iqa import MetaIqa, QualityGate
 from anomalib_vlm.models.meta_iqa.loss import quality_loss, semantic_loss
-from tests.conftest import make_engine
+from tests.helpers import make_engine
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 IMAGE_SIZE = 32
 TOLERANCE = 1e-4
 TINY = {
@@ -78,15 +77,6 @@ META_EPOCHS = 4
 SHOTS = 12
 FEW_SHOT = {"learning_rate": 0.05, "epochs": 10}
 SEEDS = (0, 1, 2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One thread: on 2 shared cores, 2 threads of tiny matrix products run ~20x slower (oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @dataclass
