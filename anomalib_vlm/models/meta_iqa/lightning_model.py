@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from anomalib_vlm.clip import clip_pre_processor
 from anomalib_vlm.clip.backbone import describe_loaded
-from anomalib_vlm.data import IqaBatch, IqaDataset
+from anomalib_vlm.data import IqaBatch, IqaDataset, quality_from_score
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.metrics import RawScoreEvaluator, RawScorePostProcessor, raw_field
 from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
@@ -352,7 +352,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         self.model.eval()
         predicted, truth = [], []
         for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=IqaBatch.collate):
-            predicted.append(1 - self.model(self._prepare(batch.image)).pred_score.cpu())
+            predicted.append(quality_from_score(self.model(self._prepare(batch.image)).pred_score.cpu()))
             truth.append(batch.gt_quality)
         self.model.train(was_training)
         return torch.cat(predicted).numpy(), torch.cat(truth).numpy()

@@ -47,6 +47,7 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from anomalib_vlm.clip import clip_pre_processor
+from anomalib_vlm.data.utils import list_images, readable_name
 from anomalib_vlm.metrics import FPR95, RAW_PRED_SCORE, IDAccuracy, RawScoreEvaluator, RawScorePostProcessor
 from anomalib_vlm.models.components import ClipBackboneModule
 
@@ -55,8 +56,6 @@ from .torch_model import SupremeMode, SupremeModel, check_class_names, class_nam
 from .visualizer import OODVisualizer
 
 logger = logging.getLogger(__name__)
-
-_IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class Supreme(ClipBackboneModule, AnomalibModule):
@@ -275,7 +274,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             return check_class_names(names)
         category = getattr(datamodule, "category", None)
         if isinstance(category, str) and category.strip():
-            return [category.replace("_", " ")]
+            return [readable_name(category)]
         msg = (
             "Supreme needs the ID class names: pass class_names=[...], or use a datamodule with class folders "
             "(anomalib_vlm.data.OODDataModule) or a category (e.g. MVTecAD(category='bottle'))."
@@ -301,11 +300,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             if not folder.is_dir():
                 msg = f"few_shot_source folder {folder} does not exist"
                 raise FileNotFoundError(msg)
-            source = {
-                sub.name.replace("_", " "): sorted(p for p in sub.iterdir() if p.suffix.lower() in _IMAGE_EXTENSIONS)
-                for sub in sorted(folder.iterdir())
-                if sub.is_dir()
-            }
+            source = {readable_name(sub.name): list_images(sub) for sub in sorted(folder.iterdir()) if sub.is_dir()}
         shots = {}
         for name, files in source.items():
             paths = list(files)[: self.hparams.shots]

@@ -31,6 +31,7 @@ from torch import nn
 
 from anomalib_vlm.clip import DualPathVisionEncoder, encode_fixed_texts, load_clip_model
 from anomalib_vlm.clip.conditional_prompts import ConditionalPromptLearner
+from anomalib_vlm.data.utils import readable_name
 
 
 class SupremeMode(str, Enum):
@@ -75,7 +76,7 @@ class SupremeTrainingOutput(NamedTuple):
 
 def class_name_key(name: str) -> str:
     """What makes two class names the same class: case, spacing and "_" (the prompts read it as a space) aside."""
-    return " ".join(str(name).replace("_", " ").lower().split())
+    return " ".join(readable_name(str(name)).lower().split())
 
 
 def check_class_names(class_names: Sequence[str]) -> list[str]:
@@ -260,7 +261,7 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
             self.prompt_learner = ConditionalPromptLearner(
                 self.clip,
                 self.backbone,
-                [name.replace("_", " ") for name in names],
+                [readable_name(name) for name in names],
                 context_length=self.context_length,
                 context_init=self.context_init,
             ).to(device)
@@ -346,7 +347,7 @@ class SupremeModel(DynamicBufferMixin, nn.Module):
             sample (bool): sample the Gaussian bias (training) instead of using its mean (inference).
         """
         if self.prompt_learner is None:
-            texts = [self.prompt_template.format(name.replace("_", " ")) for name in self.class_names]
+            texts = [self.prompt_template.format(readable_name(name)) for name in self.class_names]
             return F.normalize(encode_fixed_texts(self.clip, self.backbone, texts), dim=-1)
         shift = None
         if self.use_bpg:
