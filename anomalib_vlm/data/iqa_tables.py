@@ -47,7 +47,6 @@ class _Columns:
     score: str
     distortion: str | None
     reference: str | None
-    level: str | None
 
 
 def _find_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str, path: Path) -> str:
@@ -107,27 +106,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
 
 
-def _columns(
-    columns: list[str],
-    path: Path,
-    image_column: str | None,
-    score_column: str | None,
-    distortion_column: str | None,
-) -> _Columns:
+def _columns(columns: list[str], path: Path, image: str | None, score: str | None, distortion: str | None) -> _Columns:
     """The columns to read: given by name, or detected from the names seen in the wild."""
+    image = _find_column(columns, image, _IMAGE_COLUMNS, "image paths", path)
+    score = _find_column(columns, score, _SCORE_COLUMNS, "opinion scores", path)
+    if distortion is not None or any(column.lower() in _DISTORTION_COLUMNS for column in columns):
+        distortion = _find_column(columns, distortion, _DISTORTION_COLUMNS, "distortion types", path)
     lowered = {column.lower().strip(): column for column in columns}
-    has_distortion = distortion_column is not None or any(c.lower() in _DISTORTION_COLUMNS for c in columns)
-    return _Columns(
-        image=_find_column(columns, image_column, _IMAGE_COLUMNS, "image paths", path),
-        score=_find_column(columns, score_column, _SCORE_COLUMNS, "opinion scores", path),
-        distortion=(
-            _find_column(columns, distortion_column, _DISTORTION_COLUMNS, "distortion types", path)
-            if has_distortion
-            else None
-        ),
-        reference=next((lowered[c] for c in REFERENCE_COLUMNS if c in lowered), None),
-        level="level" if "level" in columns else None,
-    )
+    return _Columns(image, score, distortion, next((lowered[c] for c in REFERENCE_COLUMNS if c in lowered), None))
 
 
 def _score(text: str, where: str, image: str) -> float:
@@ -160,11 +146,11 @@ def _record(row: pd.Series, line: int, columns: _Columns, path: Path, root: Path
         "distortion": str(row[columns.distortion]).strip() if columns.distortion else "Authentic",
         "line": line,
     }
-    if columns.level is not None:
+    if "level" in row.index:  # generated tables: the distortion's grade
         try:
-            record["level"] = int(float(row[columns.level]))
+            record["level"] = int(float(row["level"]))
         except (ValueError, OverflowError):
-            msg = f"{path} line {line}: field 'level' (distortion level) is not a number: {row[columns.level]!r}"
+            msg = f"{path} line {line}: field 'level' (distortion level) is not a number: {row['level']!r}"
             raise ValueError(msg) from None
     if columns.reference is not None:
         record["reference"] = str(row[columns.reference]).strip()

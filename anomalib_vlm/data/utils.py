@@ -120,13 +120,7 @@ def record_generation(folder: Path, generator: str, settings: dict[str, Any], co
 
 
 def generation_state(folder: Path, settings: dict[str, Any], files: list[str] | None = None) -> tuple[str, list[str]]:
-    """Compare a folder with the settings a generator is asked for.
-
-    Args:
-        folder (Path): the generated folder.
-        settings (dict[str, Any]): the requested settings.
-        files (list[str] | None): files (relative to ``folder``) that a complete generation holds. Defaults to
-            ``None`` (the record alone decides).
+    """Compare a folder with the settings a generator is asked for (and ``files``, relative to it, it must hold).
 
     Returns:
         tuple[str, list[str]]: ``"absent"`` (missing or empty), ``"complete"``, ``"incomplete"`` (same settings,

@@ -656,10 +656,7 @@ def _place_defect(
     image: _Image, region: np.ndarray, defect: str, rng: np.random.Generator
 ) -> tuple[_Image, np.ndarray]:
     """Draw ``defect`` inside ``region``, resized until it covers about 1 %-8 % of the image."""
-    padded = region.astype(np.uint8)
-    padded[[0, -1], :] = 0
-    padded[:, [0, -1]] = 0
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 3)
+    distance = synthetic._inner_distance(region)
     scale, best = 1.0, None
     for _ in range(12):
         candidate = image.copy()

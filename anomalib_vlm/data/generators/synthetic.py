@@ -19,11 +19,6 @@ evaluate on another one):
   cut-out ("missing") regions showing a dark or checker-patterned interior. Each defect covers roughly
   1 %-8 % of the image and lies inside the object (or texture) region.
 
-Every image is rendered from its own random generator, seeded from the dataset seed, the category name
-(via :func:`zlib.crc32`, so it is stable across processes), the split / defect folder and the image index.
-A category therefore looks the same whichever other categories (or how many images of other splits) are
-generated.
-
 Example:
     >>> import numpy as np
     >>> from anomalib_vlm.data.generators.synthetic import render_sample
@@ -532,13 +527,18 @@ _DEFECTS: dict[str, Callable[[_Image, np.ndarray, np.random.Generator, float], n
 }
 
 
-def _add_defect(image: _Image, region: np.ndarray, defect: str, rng: np.random.Generator) -> tuple[_Image, np.ndarray]:
-    """Draw ``defect`` inside ``region``, retrying until it covers 1 %-8 % of the image."""
-    size = image.shape[0]
+def _inner_distance(region: np.ndarray) -> np.ndarray:
+    """Distance of every pixel to the edge of ``region`` or of the image, whichever is nearer."""
     padded = region.astype(np.uint8)
     padded[[0, -1], :] = 0
     padded[:, [0, -1]] = 0
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 3)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 3)
+
+
+def _add_defect(image: _Image, region: np.ndarray, defect: str, rng: np.random.Generator) -> tuple[_Image, np.ndarray]:
+    """Draw ``defect`` inside ``region``, retrying until it covers 1 %-8 % of the image."""
+    size = image.shape[0]
+    distance = _inner_distance(region)
     region_alpha = cv2.GaussianBlur(region.astype(np.float32), (3, 3), 0.7)
     scale = 1.0
     best: tuple[float, _Image, np.ndarray] | None = None
