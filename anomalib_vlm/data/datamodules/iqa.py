@@ -3,10 +3,8 @@
 
 """Image-quality assessment (IQA) data: images with mean opinion scores, split by GRMP-IQA's few-shot protocol.
 
-:class:`IqaDataModule` reads a score table (:func:`~anomalib_vlm.data.iqa_tables.read_mos_csv`), makes a seeded
-80/20 split, then draws ``num_shots`` (50, 100, 200) labelled training images from the 80 %. Its batches are
-:class:`~anomalib_vlm.data.dataclasses.IqaBatch` es; :func:`split_by_distortion` gives the per-distortion tasks of
-meta-learning.
+Batches are :class:`~anomalib_vlm.data.dataclasses.IqaBatch` es; :func:`split_by_distortion` gives the tasks of
+meta-learning (one per distortion type).
 
 Example:
     >>> from anomalib_vlm.data import IqaDataModule, generate_iqa_dataset
@@ -299,18 +297,9 @@ class IqaDataModule(AnomalibDataModule):
         self.split_by_reference = split_by_reference
         self._category = self.csv.stem
 
-    def read_table(self) -> pd.DataFrame:
-        """The validated score table (see :func:`read_mos_csv`)."""
-        return read_mos_csv(
-            self.csv,
-            root=self.root,
-            image_column=self.image_column,
-            score_column=self.score_column,
-            distortion_column=self.distortion_column,
-        )
-
     def _setup(self, _stage: str | None = None) -> None:
-        table = self.read_table()
+        columns = {"image_column": self.image_column, "score_column": self.score_column}
+        table = read_mos_csv(self.csv, root=self.root, distortion_column=self.distortion_column, **columns)
         if self.lower_is_better is None:
             # A detected column's name does not tell the direction: KADID-10k's `dmos` is higher-is-better (1-5),
             # LIVE's and CSIQ's differential scores are lower-is-better. Assume higher and say so.

@@ -106,9 +106,8 @@ def generate_synthetic_ood_dataset(
         ValueError: unknown category or OOD kind, an ID class that is also an object OOD category, or counts < 1.
     """
     id_classes = list(id_classes)
-    _check_synthetic_ood_arguments(
-        id_classes, ood_kinds, {"num_train": num_train, "num_test": num_test, "num_ood": num_ood}
-    )
+    counts = {"num_train": num_train, "num_test": num_test, "num_ood": num_ood}
+    _check_synthetic_ood_arguments(id_classes, ood_kinds, counts)
     objects = [name for name in _OBJECT_CATEGORIES if name not in id_classes]
 
     root = Path(root)
@@ -116,9 +115,7 @@ def generate_synthetic_ood_dataset(
         "id_classes": id_classes,
         "ood_kinds": sorted(ood_kinds),
         "image_size": image_size,
-        "num_train": num_train,
-        "num_test": num_test,
-        "num_ood": num_ood,
+        **counts,
         "seed": seed,
         "colour_coded": colour_coded,
         "version": 1,
@@ -159,24 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m anomalib_vlm.data.generators.ood", description=main.__doc__)
     parser.add_argument("--root", type=Path, default=Path("datasets/synthetic_ood"))
     parser.add_argument("--id-classes", nargs="+", default=list(SYNTHETIC_ID_CLASSES))
-    kinds = list(SYNTHETIC_DEFAULT_OOD_KINDS)
-    parser.add_argument("--ood-kinds", nargs="+", choices=SYNTHETIC_OOD_KINDS, default=kinds)
+    parser.add_argument("--ood-kinds", nargs="+", choices=SYNTHETIC_OOD_KINDS, default=[*SYNTHETIC_DEFAULT_OOD_KINDS])
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-train", type=int, default=16)
     parser.add_argument("--num-test", type=int, default=24)
     parser.add_argument("--num-ood", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    root = generate_synthetic_ood_dataset(
-        args.root,
-        id_classes=args.id_classes,
-        ood_kinds=args.ood_kinds,
-        image_size=args.image_size,
-        num_train=args.num_train,
-        num_test=args.num_test,
-        num_ood=args.num_ood,
-        seed=args.seed,
-    )
+    root = generate_synthetic_ood_dataset(**vars(args))  # the options are named as its arguments
     print(f"synthetic OOD dataset (ID classes {args.id_classes}, OOD kinds {args.ood_kinds}) under {root.resolve()}")
     return 0
 

@@ -46,14 +46,6 @@ import numpy as np
 
 from anomalib_vlm.data.utils import check_count, generation_state, record_generation, seeded_rng, write_png
 
-__all__ = [
-    "CATEGORIES",
-    "DEFECT_TYPES",
-    "generate_synthetic_dataset",
-    "render_normal",
-    "render_sample",
-]
-
 CATEGORIES: tuple[str, ...] = (
     "weave",
     "wood",
@@ -787,13 +779,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    root = generate_synthetic_dataset(
-        args.root,
-        categories=args.categories,
-        image_size=args.image_size,
-        seed=args.seed,
-        overwrite=args.overwrite,
-    )
+    root = generate_synthetic_dataset(**vars(parser.parse_args(argv)))  # the options are named as its arguments
     print(f"synthetic categories in MVTec AD layout under {root.resolve()}")
     return 0
