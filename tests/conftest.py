@@ -1,23 +1,22 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""Shared fixtures: synthetic data on disk and one AnomalyClip trained through anomalib's Engine."""
+"""Shared fixtures: synthetic data on disk, one AnomalyClip trained through anomalib's Engine, one torch thread.
+
+What the fixtures and tests build alike (the tiny model, a quiet Engine) is in :mod:`tests.helpers`.
+"""
 
 from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-# Train on textures and two objects; test on an object category the prompts never saw.
-TRAIN_CATEGORIES = ("weave", "wood", "tile", "leather", "bottle_cap", "chip")
-UNSEEN_CATEGORY = "capsule"
-IMAGE_SIZE = 128
-EPOCHS = 4
+from tests.helpers import IMAGE_SIZE, TRAIN_CATEGORIES, TrainedRun, make_engine, make_model, unseen_datamodule
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,63 +27,25 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module, restored afterwards (``pytest.mark.usefixtures("one_thread")``).
+
+    The tiny model's ops are microseconds long: on two shared cores a second thread only adds synchronisation
+    (5-30x slower when another process shares them).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """All synthetic categories, generated once per test session."""
     from anomalib_vlm.data import generate_synthetic_dataset
 
     return generate_synthetic_dataset(tmp_path_factory.mktemp("data") / "synthetic", image_size=IMAGE_SIZE, seed=0)
-
-
-def make_engine(root: Path, **kwargs) -> "Engine":  # noqa: ANN003, F821, UP037
-    """A quiet CPU Engine writing under ``root``."""
-    from anomalib.engine import Engine
-
-    return Engine(
-        default_root_dir=root,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
-    )
-
-
-def make_model(**kwargs) -> "AnomalyClip":  # noqa: ANN003, F821, UP037
-    """The tiny AnomalyClip used throughout the tests (seeded prompt initialisation)."""
-    from anomalib_vlm.models import AnomalyClip
-
-    torch.manual_seed(0)
-    settings = {
-        "backbone": "anomalib-vlm-tiny",
-        "pretrained": None,
-        "image_size": IMAGE_SIZE,
-        "epochs": EPOCHS,
-        # The random tiny backbone's global feature is weak; the documented map-max option carries the image
-        # decision together with it. The paper's pure "global" score is reported alongside in the tests.
-        "image_score": "global_plus_map_max",
-    }
-    return AnomalyClip(**(settings | kwargs))
-
-
-def unseen_datamodule(root: Path, category: str = UNSEEN_CATEGORY) -> "MVTecAD":  # noqa: F821, UP037
-    """The held-out category, read by anomalib's own MVTecAD datamodule."""
-    from anomalib.data import MVTecAD
-
-    return MVTecAD(root=root, category=category, num_workers=0, eval_batch_size=16, seed=0)
-
-
-@dataclass
-class TrainedRun:
-    """What the training fixture produced."""
-
-    model: "AnomalyClip"  # noqa: F821, UP037
-    engine: "Engine"  # noqa: F821, UP037
-    untrained_metrics: dict[str, float]
-    trained_metrics: dict[str, float]
-    untrained_context: torch.Tensor
-    checkpoint: Path
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@
 
 * zero-shot classification with hand-written prompts (colour, defect kind, degradation kind, family) on
   held-out generator families and on held-out colour/defect-family combinations of
-  :class:`~anomalib_vlm.data.corpus.CaptionCorpus`;
+  :class:`~anomalib_vlm.data.generators.corpus.CaptionCorpus`;
 * image-text retrieval (R@1 both ways, a caption with the same content counts) among held-out samples;
 * hand-written-prompt zero-shot anomaly detection, before any prompt training: image AUROC from the global feature
   and pixel AUROC from DPAM patch features, on the project's synthetic ``tile`` and ``capsule`` categories
@@ -32,8 +32,8 @@ from sklearn.metrics import roc_auc_score
 
 from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD, DualPathVisionEncoder, load_clip_model
 from anomalib_vlm.clip.backbone import SMALL_MODEL_NAME, SMALL_PRETRAINED_TAG, _open_clip
-from anomalib_vlm.data.corpus import COLOURS, DEFECTS, DEGRADATIONS, FAMILIES, CaptionCorpus, CorpusSample
-from anomalib_vlm.data.synthetic import DEFECT_TYPES, render_sample
+from anomalib_vlm.data import DEFECT_TYPES, render_sample
+from anomalib_vlm.data.generators.corpus import COLOURS, DEFECTS, DEGRADATIONS, FAMILIES, CaptionCorpus, CorpusSample
 
 INTACT_PROMPTS = ("a photo of a flawless object.", "a photo of an intact object.", "a photo of a perfect object.")
 DAMAGED_PROMPTS = ("a photo of a damaged object.", "a photo of a defective object.", "a photo of a broken object.")
@@ -100,7 +100,7 @@ def zero_shot(model: torch.nn.Module, corpus: CaptionCorpus, split: str, count: 
     labels = [s.defect is not None for s in samples]
     results["defective vs intact AUROC"] = (round(float(roc_auc_score(labels, scores)), 3), len(samples))
     if split == "heldout_combination":
-        from anomalib_vlm.data.corpus import _MATERIAL_WORDS, _SHAPE_WORDS
+        from anomalib_vlm.data.generators.corpus import _MATERIAL_WORDS, _SHAPE_WORDS
 
         trained = [f for f in corpus.families("train") if FAMILIES[f] in {"material", "shape"}]
         words = {f: (_MATERIAL_WORDS.get(f) or _SHAPE_WORDS[f])[0] for f in trained}
@@ -192,7 +192,7 @@ def iqa_zero_shot(model: torch.nn.Module, corpus: CaptionCorpus) -> dict[str, fl
     """SRCC between a hand-written good/bad-photo prompt score and the distortion level, on held-out photos."""
     from scipy.stats import spearmanr
 
-    from anomalib_vlm.data.iqa import distort
+    from anomalib_vlm.data import distort
 
     texts = _texts(model, ["a good, sharp, clean photo.", "a bad, degraded, low-quality photo."])
     results = {}

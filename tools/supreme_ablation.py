@@ -32,7 +32,7 @@ from anomalib import LearningType
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
-from anomalib_vlm.data.ood import OODDataModule, generate_synthetic_ood_dataset
+from anomalib_vlm.data import OODDataModule, generate_synthetic_ood_dataset
 from anomalib_vlm.models import Supreme
 
 SYNTHETIC_DATA: dict[str, int] = {"image_size": 64, "num_train": 16, "num_test": 24, "num_ood": 32}

@@ -4,7 +4,7 @@
 """Pre-train the package's small CLIP contrastively on the captioned corpus (``anomalib-vlm pretrain-clip``).
 
 The recipe behind the shipped ``anomalib-vlm-small`` / ``anomalib-vlm-synthetic`` weights: CLIP's symmetric
-contrastive loss on :class:`~anomalib_vlm.data.corpus.CaptionCorpus`'s training split (held-out families and
+contrastive loss on :class:`~anomalib_vlm.data.generators.corpus.CaptionCorpus`'s training split (held-out families and
 combinations are never drawn), AdamW with a linear warm-up and cosine decay, from the seeded random
 initialisation of :func:`~anomalib_vlm.clip.backbone.load_clip_model`. Batch ``b`` of step ``s`` is corpus samples
 ``s * b ... s * b + b - 1`` whatever the number of data workers, so a run is a function of its arguments (on CPU,
@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from anomalib_vlm.clip.backbone import SMALL_MODEL_NAME, _open_clip, load_clip_model
 from anomalib_vlm.clip.prompts import _uses_batch_first
-from anomalib_vlm.data.corpus import CaptionCorpus
+from anomalib_vlm.data.generators.corpus import CaptionCorpus
 
 TRAIN_TEXT_LENGTH = 40
 """Token positions the text tower runs on during training (captions are shorter; CLIP's causal mask makes the

@@ -6,11 +6,11 @@
 Both wrap torchmetrics (``SpearmanCorrCoef``, ``PearsonCorrCoef``) in anomalib's :class:`AnomalibMetric`, so they
 read fields of a batch and plug into anomalib's :class:`~anomalib.metrics.Evaluator`. The default fields are
 ``pred_quality`` (the model's quality score, higher = better) and ``gt_quality`` (the mean opinion score rescaled
-so that higher = better), which :class:`anomalib_vlm.data.iqa.IqaBatch` provides.
+so that higher = better), which :class:`anomalib_vlm.data.IqaBatch` provides.
 
 Example:
     >>> import torch
-    >>> from anomalib_vlm.data.iqa import IqaBatch
+    >>> from anomalib_vlm.data import IqaBatch
     >>> from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
     >>> batch = IqaBatch(image=torch.rand(4, 3, 8, 8), gt_quality=torch.tensor([0.1, 0.4, 0.5, 0.9]),
     ...                  pred_score=torch.tensor([0.8, 0.7, 0.3, 0.2]))  # pred_quality = 1 - pred_score

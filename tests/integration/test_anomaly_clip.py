@@ -20,7 +20,14 @@ from torch.utils.data import DataLoader
 from anomalib_vlm.data import AuxiliaryData
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.models import AnomalyClip
-from tests.conftest import TRAIN_CATEGORIES, UNSEEN_CATEGORY, TrainedRun, make_engine, make_model, unseen_datamodule
+from tests.helpers import (
+    TRAIN_CATEGORIES,
+    TrainedRun,
+    make_engine,
+    make_model,
+    training_inputs,
+    unseen_datamodule,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -66,37 +73,27 @@ def test_paper_image_score_and_dpam_ablation_on_the_same_prompts(
     trained_run: TrainedRun,
     synthetic_root: Path,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture,
 ) -> None:
-    """Measure the paper's global image score, and pixel AUROC with and without DPAM, on the trained prompts.
+    """The README's ablation on the trained prompts: the paper's global image score, and the maps without DPAM.
 
-    Random tiny weights say nothing about DPAM's benefit on real CLIP weights, so no direction is asserted;
-    the numbers are printed for the model README.
+    On random tiny weights the global feature is weak, so the map-max option ranks images better than the paper's
+    global score; DPAM makes no difference worth reading, since its benefit comes from what pretrained attention
+    does to patch locality.
     """
     results = {}
-    for name, overrides in {
-        "trained (DPAM, global score)": {"image_score": "global"},
-        "trained, no DPAM": {"dpam_layers": 0},
-    }.items():
+    for name, overrides in {"global score": {"image_score": "global"}, "no DPAM": {"dpam_layers": 0}}.items():
         model = AnomalyClip.load_from_checkpoint(trained_run.checkpoint, **overrides)
         metrics = make_engine(tmp_path / name.replace(" ", "_")).test(
             model=model,
             datamodule=unseen_datamodule(synthetic_root),
         )[0]
         results[name] = metrics
-    with capsys.disabled():
-        print(f"\nunseen category '{UNSEEN_CATEGORY}', tiny random backbone:")
-        for name, metrics in {"trained (DPAM, global+map-max score)": trained_run.trained_metrics, **results}.items():
-            print(
-                f"  {name:40s} image AUROC {metrics['image_AUROC']:.3f}  pixel AUROC {metrics['pixel_AUROC']:.3f}"
-                f"  pixel AUPRO {metrics['pixel_AUPRO']:.3f}",
-            )
+    trained = trained_run.trained_metrics
     # The maps do not depend on the image score, so pixel metrics must agree with the main run.
-    assert results["trained (DPAM, global score)"]["pixel_AUROC"] == pytest.approx(
-        trained_run.trained_metrics["pixel_AUROC"],
-        abs=1e-4,
-    )
-    assert results["trained, no DPAM"]["pixel_AUROC"] > 0.5
+    assert results["global score"]["pixel_AUROC"] == pytest.approx(trained["pixel_AUROC"], abs=1e-4)
+    assert results["global score"]["image_AUROC"] < trained["image_AUROC"], results
+    assert results["no DPAM"]["pixel_AUROC"] > 0.5
+    assert results["no DPAM"]["pixel_AUROC"] == pytest.approx(trained["pixel_AUROC"], abs=0.05), results
 
 
 def test_checkpoint_holds_only_the_prompts_and_reloads_identically(trained_run: TrainedRun) -> None:
@@ -188,15 +185,14 @@ def test_synthetic_anomalies_turn_normal_images_into_training_data(synthetic_roo
     batch = next(iter(datamodule.train_dataloader()))
     batch.image, batch.gt_mask = model.pre_processor.transform(batch.image, batch.gt_mask)
     assert not batch.gt_label.any()
-    images, labels, masks = model._add_synthetic_anomalies(batch)
+    images, labels, masks = training_inputs(model, batch)
     assert labels.all()
     assert masks.shape == (8, 128, 128)
     assert (masks.flatten(1).sum(1) > 0).all()
     changed = (images - batch.image).abs().sum(1) > 1e-4
     assert changed[masks > 0].float().mean() > 0.9
     assert not changed[masks == 0].any()
-    loss = model.training_step(batch)
-    assert torch.isfinite(loss)
+    assert torch.isfinite(model.training_step(batch))
 
 
 class TestBadInput:

@@ -12,6 +12,7 @@ import pytest
 
 from anomalib_vlm.benchmark import main as benchmark
 from anomalib_vlm.errors import WeightsUnavailableError
+from tests.helpers import set_network
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,7 @@ def test_accuracy_benchmark_names_the_missing_dataset(tmp_path: Path) -> None:
 
 
 def test_accuracy_benchmark_names_missing_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("anomalib_vlm.clip.backbone._reachable", lambda host: False)
+    set_network(monkeypatch, reachable=False)
     (tmp_path / "mvtec").mkdir()
     (tmp_path / "visa").mkdir()
     with pytest.raises(WeightsUnavailableError, match="'openai' for CLIP model 'ViT-L-14-336'"):

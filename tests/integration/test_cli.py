@@ -15,7 +15,7 @@ import pytest
 
 from anomalib_vlm.models import AnomalyClip
 from anomalib_vlm.models.components import read_checkpoint
-from tests.conftest import IMAGE_SIZE, UNSEEN_CATEGORY, make_engine, unseen_datamodule
+from tests.helpers import IMAGE_SIZE, UNSEEN_CATEGORY, make_engine, unseen_datamodule
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp
 
     model = AnomalyClip.load_from_checkpoint(checkpoint)
     expected = make_engine(tmp_path / "python").test(model=model, datamodule=unseen_datamodule(synthetic_root))[0]
-    assert float(model.post_processor._image_threshold) != pytest.approx(float(trained_threshold), abs=1e-3)
+    assert float(model.post_processor.image_threshold) != pytest.approx(float(trained_threshold), abs=1e-3)
     for name in ("image_F1Score", "pixel_F1Score", "image_AUROC", "pixel_AUROC"):
         assert _metric(output, name) == pytest.approx(expected[name], abs=2e-3), name
 

@@ -15,7 +15,7 @@ from anomalib.deploy import ExportType, OpenVINOInferencer
 from PIL import Image
 
 from anomalib_vlm.deploy import OPENVINO_FP32_CONFIG, compile_openvino, onnx_to_openvino
-from tests.conftest import IMAGE_SIZE, UNSEEN_CATEGORY, TrainedRun
+from tests.helpers import IMAGE_SIZE, UNSEEN_CATEGORY, TrainedRun
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4

@@ -23,7 +23,6 @@ at the paper's 1e-4 / 1e-3).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +35,22 @@ from anomalib.deploy import ExportType
 from anomalib.models import get_model, list_models
 
 from anomalib_vlm.callbacks import QualityGate
-from anomalib_vlm.data import generate_synthetic_dataset
-from anomalib_vlm.data.iqa import IqaDataModule, clean_images, distort, generate_iqa_dataset, split_by_distortion
+from anomalib_vlm.data import (
+    IqaDataModule,
+    clean_images,
+    distort,
+    generate_iqa_dataset,
+    generate_synthetic_dataset,
+    split_by_distortion,
+)
 from anomalib_vlm.deploy import compile_openvino, onnx_to_openvino
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.models.anomaly_clip import AnomalyClip
 from anomalib_vlm.models.meta_iqa import MetaIqa
 from anomalib_vlm.models.meta_iqa.loss import quality_loss, semantic_loss
-from tests.conftest import make_engine
+from tests.helpers import make_engine
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 IMAGE_SIZE = 32
 TOLERANCE = 1e-4
 TINY = {
@@ -73,15 +78,6 @@ META_EPOCHS = 4
 SHOTS = 12
 FEW_SHOT = {"learning_rate": 0.05, "epochs": 10}
 SEEDS = (0, 1, 2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One thread: on 2 shared cores, 2 threads of tiny matrix products run ~20x slower (oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @dataclass

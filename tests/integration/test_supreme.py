@@ -26,7 +26,6 @@ model ITC lowers FPR95 only on average (within the seed spread) and BPG raises i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +40,11 @@ from anomalib.deploy import ExportType
 from anomalib.engine import Engine
 from anomalib.models import get_model, list_models
 
-from anomalib_vlm.data.ood import OODDataModule, generate_synthetic_ood_dataset
-from anomalib_vlm.data.synthetic import generate_synthetic_dataset
+from anomalib_vlm.data import OODDataModule, generate_synthetic_dataset, generate_synthetic_ood_dataset
 from anomalib_vlm.deploy import compile_openvino, onnx_to_openvino
 from anomalib_vlm.models.supreme import Supreme
 from anomalib_vlm.models.supreme.torch_model import mcm_terms
-from tests.conftest import make_engine
+from tests.helpers import make_engine
 from tools.supreme_ablation import (
     CONFIGURATIONS,
     SHOTS,
@@ -56,25 +54,12 @@ from tools.supreme_ablation import (
     synthetic_datamodule,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = SYNTHETIC_DATA["image_size"]  # 64 px: the tiny backbone takes any size and its 24 blocks stay cheap
 TINY = TINY_SETTINGS
 TUNING_SEEDS = (0, 1, 2)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run this module on one thread, restored afterwards.
-
-    The tiny model's ops are microseconds long; a second thread only adds synchronisation (5-30x slower when
-    another process shares the two cores).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +89,6 @@ def runs(ood_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     for seed in TUNING_SEEDS[1:]:  # the tuned model's claim is asserted on the mean over training seeds
         options = CONFIGURATIONS["supreme"] | {"visualizer": False}
         results[f"supreme seed {seed}"] = Run(*run_configuration(ood_root, work / f"seed{seed}", seed=seed, **options))
-    print("\ntiny random CLIP, synthetic OOD (4 ID classes, 3 OOD kinds), 4 shots, seed 0 unless named:")
-    for name, result in results.items():
-        metrics = result.metrics
-        print(
-            f"  {name:22s} FPR95 {metrics['image_FPR95']:.3f}  AUROC {metrics['image_AUROC']:.3f}"
-            f"  ID accuracy {metrics['id_IDAccuracy']:.3f}",
-        )
     return results
 
 

@@ -22,28 +22,25 @@ from anomalib.data import ImageItem
 from PIL import Image
 from torchmetrics.functional.classification import binary_auroc
 
-from anomalib_vlm.data.iqa import IqaDataModule, IqaItem, generate_iqa_dataset
-from anomalib_vlm.data.ood import OODDataModule, OODImageItem, generate_synthetic_ood_dataset
+from anomalib_vlm.data import (
+    IqaDataModule,
+    IqaItem,
+    OODDataModule,
+    OODImageItem,
+    generate_iqa_dataset,
+    generate_synthetic_ood_dataset,
+)
 from anomalib_vlm.metrics import fpr_at_tpr
 from anomalib_vlm.models.meta_iqa import MetaIqa
 from anomalib_vlm.models.meta_iqa.visualizer import QualityVisualizer
 from anomalib_vlm.models.supreme import OODVisualizer, Supreme
-from tests.conftest import make_engine
+from tests.helpers import make_engine
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 IMAGE_SIZE = 64
 PANEL = 256  # the visualizers' default field size
 TINY = {"backbone": "anomalib-vlm-tiny", "pretrained": None, "image_size": IMAGE_SIZE}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One thread: the tiny model's ops are too small to split, and the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @dataclass

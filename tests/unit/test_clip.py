@@ -23,6 +23,7 @@ from anomalib_vlm.clip import (
     tokenize,
 )
 from anomalib_vlm.errors import WeightsUnavailableError
+from tests.helpers import set_network
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ class TestLoading:
             raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
         # The host answers, but the download itself fails (a proxy refusing it, say).
-        monkeypatch.setattr("anomalib_vlm.clip.backbone._reachable", lambda host: True)
+        set_network(monkeypatch, reachable=True)
         monkeypatch.setattr(open_clip.pretrained, downloader, offline)
         if downloader == "download_pretrained_from_hf":
             import open_clip.factory
@@ -117,7 +118,7 @@ class TestLoading:
         def must_not_run(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
             raise AssertionError("a download was attempted")
 
-        monkeypatch.setattr("anomalib_vlm.clip.backbone._reachable", lambda host: False)
+        set_network(monkeypatch, reachable=False)
         monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_url", must_not_run)
         with pytest.raises(WeightsUnavailableError, match="'openai' for CLIP model 'ViT-B-32'"):
             load_clip_model("ViT-B-32", pretrained="openai", cache_dir="/nonexistent-cache")

@@ -27,10 +27,11 @@ from anomalib_vlm.clip import (
     normalization_of,
     tokenize,
 )
-from anomalib_vlm.clip.backbone import _open_clip, _weights_help
+from anomalib_vlm.clip.backbone import _open_clip
 from anomalib_vlm.clip.transforms import ResizeShorterSideCenterCrop
-from anomalib_vlm.errors import CheckpointMismatchError
+from anomalib_vlm.errors import CheckpointMismatchError, WeightsUnavailableError
 from anomalib_vlm.models import AnomalyClip, MetaIqa, Supreme
+from tests.helpers import set_network, training_inputs
 
 PACKAGE = Path(__file__).parents[2] / "anomalib_vlm"
 OPENAI_MARKERS = {"input_resolution": 128, "context_length": 77, "vocab_size": 49408}
@@ -135,8 +136,11 @@ class TestOpenAIWeightFiles:
         assert tokenize(TINY_MODEL_NAME + QUICK_GELU_SUFFIX, ["a photo"]).shape == (1, 77)
 
     @staticmethod
-    def test_offline_help_describes_openai_files_and_the_quickgelu_name() -> None:
-        message = _weights_help("ViT-L-14-336", "openai")
+    def test_offline_help_describes_openai_files_and_the_quickgelu_name(monkeypatch: pytest.MonkeyPatch) -> None:
+        set_network(monkeypatch, reachable=False)
+        with pytest.raises(WeightsUnavailableError) as error:
+            load_clip_model("ViT-L-14-336", pretrained="openai", cache_dir="/nonexistent-cache")
+        message = str(error.value)
         assert "pretrained='/path/to/ViT-L-14-336.pt'" in message
         assert "exactly as pretrained='openai'" in message
         assert "'ViT-L-14-336-quickgelu'" in message
@@ -216,7 +220,7 @@ class TestPreprocessingPerBackbone:
         pixels = torch.rand(4, 3, 64, 64)
         mean, std = (torch.tensor(value).view(1, 3, 1, 1) for value in (tiny_tag["mean"], tiny_tag["std"]))
         batch = ImageBatch(image=(pixels - mean) / std, gt_label=torch.zeros(4, dtype=torch.long))
-        images, _, masks = model._add_synthetic_anomalies(batch)
+        images, _, masks = training_inputs(model, batch)
         untouched = (masks == 0).unsqueeze(1).expand_as(images)
         assert untouched.any()
         torch.testing.assert_close(images[untouched], batch.image[untouched], atol=1e-5, rtol=0)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_vlm.data.iqa import (
+from anomalib_vlm.data import (
     DISTORTIONS,
     IqaBatch,
     IqaDataModule,
@@ -235,7 +235,7 @@ def test_a_detected_dmos_column_is_read_higher_is_better_with_a_warning(
     _write_images(tmp_path, names)
     (tmp_path / "scores.csv").write_text("image,DMOS\n" + "".join(f"{n},{10 * i}\n" for i, n in enumerate(names)))
     datamodule = IqaDataModule(root=tmp_path, csv="scores.csv", num_shots=3, num_workers=0)
-    with caplog.at_level(logging.WARNING, logger="anomalib_vlm.data.iqa"):
+    with caplog.at_level(logging.WARNING, logger="anomalib_vlm.data.datamodules.iqa"):
         datamodule.setup()
     assert datamodule.lower_is_better is False
     assert "pass lower_is_better=True for differential scores" in caplog.text

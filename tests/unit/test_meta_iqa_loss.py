@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.stats import pearsonr, spearmanr
 
-from anomalib_vlm.data.iqa import IqaBatch
+from anomalib_vlm.data import IqaBatch
 from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
 from anomalib_vlm.models.meta_iqa.loss import quality_loss, regularize_gradients, semantic_loss
 from anomalib_vlm.models.meta_iqa.torch_model import SCENE_CLASSES, MetaIqaModel

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from anomalib_vlm.data.iqa import IqaItem
+from anomalib_vlm.data import IqaItem
 from anomalib_vlm.models.meta_iqa import MetaIqa, MetaIqaModel
 from anomalib_vlm.models.meta_iqa.torch_model import SCENE_CLASSES, SPELLED_OUT_SCENE_CLASSES
 

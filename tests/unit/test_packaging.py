@@ -64,3 +64,9 @@ def test_code_passes_ruff(command: list[str]) -> None:
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_project_urls_name_this_project_not_anomalib() -> None:
+    urls = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]
+    for key in ("Homepage", "Repository"):
+        assert "anomalib-vlm" in urls[key] and "open-edge-platform" not in urls[key], key

@@ -21,8 +21,7 @@ from anomalib.post_processing import PostProcessor
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_f1_score
 from torchmetrics.functional.regression import pearson_corrcoef, spearman_corrcoef
 
-from anomalib_vlm.data.iqa import IqaBatch
-from anomalib_vlm.data.ood import OODImageBatch
+from anomalib_vlm.data import IqaBatch, OODImageBatch
 from anomalib_vlm.metrics import FPR95, RawScoreEvaluator, RawScorePostProcessor, fpr_at_tpr
 from anomalib_vlm.models.anomaly_clip import AnomalyClip
 from anomalib_vlm.models.meta_iqa import MetaIqa

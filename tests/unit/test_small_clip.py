@@ -23,7 +23,7 @@ from anomalib_vlm.clip.backbone import (
     _open_clip,
 )
 from anomalib_vlm.clip.pretrain import build_parser, encode_text_prefix, pretrain
-from anomalib_vlm.data.corpus import COLOURS, HELD_OUT_FAMILIES, CaptionCorpus
+from anomalib_vlm.data.generators.corpus import COLOURS, HELD_OUT_FAMILIES, CaptionCorpus
 
 ASSET = PACKAGE_WEIGHTS[SMALL_MODEL_NAME, SMALL_PRETRAINED_TAG]
 README = Path(__file__).resolve().parents[2] / "anomalib_vlm" / "clip" / "README.md"

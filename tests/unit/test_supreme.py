@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,22 +20,15 @@ from torchvision.transforms.v2 import CenterCrop, Compose, InterpolationMode, No
 
 from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD
 from anomalib_vlm.clip.transforms import ResizeShorterSideCenterCrop
-from anomalib_vlm.data.ood import OODDataModule, OODImageBatch, generate_synthetic_ood_dataset
+from anomalib_vlm.data import OODDataModule, OODImageBatch, generate_synthetic_ood_dataset
 from anomalib_vlm.metrics import FPR95, IDAccuracy, fpr_at_tpr
 from anomalib_vlm.models.supreme import Supreme
 from anomalib_vlm.models.supreme.torch_model import SupremeModel, check_class_names, mcm_terms
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 IMAGE_SIZE = 64  # the tiny backbone accepts any size; small images keep these tests fast
 TINY = {"backbone": "anomalib-vlm-tiny", "pretrained": None, "image_size": IMAGE_SIZE, "shots": 2}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run this module on one thread (restored afterwards): the tiny model's ops are too small to split."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -265,11 +257,11 @@ class TestLightningSetup:
         datamodule = OODDataModule(ood_root, shots_per_class=1, num_workers=0)
         assert datamodule.class_names == ["tile", "wood"]
         model = Supreme(mode="mcm", class_names=["wood", "tile"], **TINY)
-        model._trainer = SimpleNamespace(datamodule=datamodule)  # what Engine.fit / test attach
+        model.trainer = SimpleNamespace(datamodule=datamodule)  # what Engine.fit / test attach
         with pytest.raises(ValueError, match=r"model's ID classes \['wood', 'tile'\] are not the datamodule's"):
             model.setup("test")
         model = Supreme(mode="mcm", class_names=["Tile", "wood"], **TINY)
-        model._trainer = SimpleNamespace(datamodule=datamodule)
+        model.trainer = SimpleNamespace(datamodule=datamodule)
         model.setup("test")  # same names in the same order, case aside
 
     @staticmethod

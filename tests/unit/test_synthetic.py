@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""Tests of the synthetic anomaly dataset generator (:mod:`anomalib_vlm.data.synthetic`)."""
+"""Tests of the synthetic anomaly dataset generator (:mod:`anomalib_vlm.data.generators.synthetic`)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_vlm.data.synthetic import (
-    CATEGORIES,
-    DEFECT_TYPES,
-    generate_synthetic_dataset,
-    render_normal,
-    render_sample,
-)
+from anomalib_vlm.data import CATEGORIES, DEFECT_TYPES, generate_synthetic_dataset, render_normal, render_sample
 
 SIZE = 128
 SMALL = {"image_size": 64, "num_train": 3, "num_test_normal": 2, "num_test_per_defect": 2}

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from anomalib_vlm.data.iqa import IqaDataModule, IqaDataset, generate_iqa_dataset, read_mos_csv, split_by_distortion
+from anomalib_vlm.data import IqaDataModule, IqaDataset, generate_iqa_dataset, read_mos_csv, split_by_distortion
 from anomalib_vlm.models.meta_iqa import MetaIqa
 
 TINY = {

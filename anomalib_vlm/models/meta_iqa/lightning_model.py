@@ -17,7 +17,7 @@ Two phases:
 How it fits anomalib:
     The prediction is a quality score in ``[0, 1]`` (higher = better). anomalib's convention is "higher = more
     anomalous", so ``pred_score = 1 - quality`` and ``pred_label = quality < quality_threshold`` (a rejected
-    capture); :class:`~anomalib_vlm.data.iqa.IqaBatch` exposes the quality as ``pred_quality``. Scores are not
+    capture); :class:`~anomalib_vlm.data.IqaBatch` exposes the quality as ``pred_quality``. Scores are not
     min-max normalised (they are calibrated probabilities already), and the threshold is fixed, so the model
     needs no validation pass: it reports :attr:`~anomalib.LearningType.ONE_CLASS` and ``Engine.fit`` fine-tunes,
     while ``Engine.test`` / ``predict`` score directly.
@@ -50,7 +50,7 @@ from scipy.stats import spearmanr
 from torch.utils.data import DataLoader, Dataset
 
 from anomalib_vlm.clip.backbone import describe_loaded
-from anomalib_vlm.data.iqa import IqaBatch, IqaDataset
+from anomalib_vlm.data import IqaBatch, IqaDataset, quality_from_score
 from anomalib_vlm.errors import CheckpointMismatchError
 from anomalib_vlm.metrics import RawScoreEvaluator, RawScorePostProcessor, raw_field
 from anomalib_vlm.metrics.srcc_plcc import PLCC, SRCC
@@ -312,7 +312,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
 
     @torch.no_grad()
     def predict_quality(self, dataset: Dataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted and true quality of every image of an :class:`~anomalib_vlm.data.iqa.IqaDataset`.
+        """Predicted and true quality of every image of an :class:`~anomalib_vlm.data.IqaDataset`.
 
         Returns:
             tuple[np.ndarray, np.ndarray]: ``(pred_quality, gt_quality)``, in dataset order.
@@ -321,7 +321,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         self.model.eval()
         predicted, truth = [], []
         for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=IqaBatch.collate):
-            predicted.append(1 - self.model(self._prepare(batch.image)).pred_score.cpu())
+            predicted.append(quality_from_score(self.model(self._prepare(batch.image)).pred_score.cpu()))
             truth.append(batch.gt_quality)
         self.model.train(was_training)
         return torch.cat(predicted).numpy(), torch.cat(truth).numpy()

@@ -10,7 +10,7 @@ above the model's threshold).
 
 Example:
     >>> import torch
-    >>> from anomalib_vlm.data.iqa import IqaItem
+    >>> from anomalib_vlm.data import IqaItem
     >>> from anomalib_vlm.models.meta_iqa.visualizer import QualityVisualizer
     >>> item = IqaItem(image=torch.rand(3, 32, 32), pred_score=torch.tensor(0.25), pred_label=torch.tensor(False))
     >>> QualityVisualizer().caption_lines(item)
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from anomalib_vlm.data import quality_from_score
 from anomalib_vlm.visualization import CaptionedImageVisualizer
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def quality_lines(item: ImageItem) -> list[str]:
     """``["quality 0.73", "MOS 3.20", "rejected"]`` for one predicted item (lines without data are left out)."""
     lines = []
     if item.pred_score is not None:
-        lines.append(f"quality {1 - float(item.pred_score):.2f}")
+        lines.append(f"quality {quality_from_score(float(item.pred_score)):.2f}")
     mos = getattr(item, "mos", None)
     if mos is not None:
         lines.append(f"MOS {float(mos):.2f}")

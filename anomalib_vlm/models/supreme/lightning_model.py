@@ -46,6 +46,7 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
+from anomalib_vlm.data.utils import list_images, readable_name
 from anomalib_vlm.metrics import FPR95, RAW_PRED_SCORE, IDAccuracy, RawScoreEvaluator, RawScorePostProcessor
 from anomalib_vlm.models.components import ClipBackboneModule
 
@@ -55,15 +56,13 @@ from .visualizer import OODVisualizer
 
 logger = logging.getLogger(__name__)
 
-_IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
 
 class Supreme(ClipBackboneModule, AnomalibModule):
     """SUPREME / SMMP / MCM few-shot OOD detection as an anomalib model.
 
     Args:
         class_names (Sequence[str] | None): ID class names (used in the prompts). ``None`` takes them from the
-            datamodule: its ``class_names`` (:class:`~anomalib_vlm.data.ood.OODDataModule`) or its non-empty
+            datamodule: its ``class_names`` (:class:`~anomalib_vlm.data.OODDataModule`) or its non-empty
             ``category`` (one-class use on MVTec AD and similar). Defaults to ``None``.
         mode (str): ``"mcm"`` (text prototypes only, training-free), ``"smmp"`` (text + image prototypes,
             training-free) or ``"supreme"`` (few-shot BPG + ITC tuning, S_GMP score). Defaults to ``"supreme"``.
@@ -249,10 +248,10 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             return check_class_names(names)
         category = getattr(datamodule, "category", None)
         if isinstance(category, str) and category.strip():
-            return [category.replace("_", " ")]
+            return [readable_name(category)]
         msg = (
             "Supreme needs the ID class names: pass class_names=[...], or use a datamodule with class folders "
-            "(anomalib_vlm.data.ood.OODDataModule) or a category (e.g. MVTecAD(category='bottle'))."
+            "(anomalib_vlm.data.OODDataModule) or a category (e.g. MVTecAD(category='bottle'))."
         )
         raise ValueError(msg)
 
@@ -275,11 +274,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             if not folder.is_dir():
                 msg = f"few_shot_source folder {folder} does not exist"
                 raise FileNotFoundError(msg)
-            source = {
-                sub.name.replace("_", " "): sorted(p for p in sub.iterdir() if p.suffix.lower() in _IMAGE_EXTENSIONS)
-                for sub in sorted(folder.iterdir())
-                if sub.is_dir()
-            }
+            source = {readable_name(sub.name): list_images(sub) for sub in sorted(folder.iterdir()) if sub.is_dir()}
         shots = {}
         for name, files in source.items():
             paths = list(files)[: self.hparams.shots]

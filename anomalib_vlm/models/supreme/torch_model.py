@@ -30,6 +30,7 @@ from anomalib.models.components.base import DynamicBufferMixin
 from torch import nn
 
 from anomalib_vlm.clip import DualPathVisionEncoder, PromptLearner, encode_fixed_texts
+from anomalib_vlm.data.utils import readable_name
 from anomalib_vlm.models.components import FrozenClipModel
 
 
@@ -97,7 +98,7 @@ class SupremeTrainingOutput(NamedTuple):
 
 def class_name_key(name: str) -> str:
     """What makes two class names the same class: case, spacing and "_" (the prompts read it as a space) aside."""
-    return " ".join(str(name).replace("_", " ").lower().split())
+    return " ".join(readable_name(str(name)).lower().split())
 
 
 def check_class_names(class_names: Sequence[str]) -> list[str]:
@@ -275,7 +276,7 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
             self.prompt_learner = PromptLearner(
                 self.clip,
                 self.backbone,
-                [name.replace("_", " ") for name in names],
+                [readable_name(name) for name in names],
                 context_length=self.context_length,
                 shared_context=True,
                 deep_depth=0,
@@ -365,7 +366,7 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
             sample (bool): sample the Gaussian bias (training) instead of using its mean (inference).
         """
         if self.prompt_learner is None:
-            texts = [self.prompt_template.format(name.replace("_", " ")) for name in self.class_names]
+            texts = [self.prompt_template.format(readable_name(name)) for name in self.class_names]
             return F.normalize(encode_fixed_texts(self.clip, self.backbone, texts), dim=-1)
         shift = None
         if self.use_bpg:

@@ -16,7 +16,7 @@ The OOD score is the deployed one (normalised; the decision threshold is 0.5), t
 
 Example:
     >>> import torch
-    >>> from anomalib_vlm.data.ood import OODImageItem
+    >>> from anomalib_vlm.data import OODImageItem
     >>> from anomalib_vlm.models.supreme.visualizer import OODVisualizer
     >>> item = OODImageItem(image=torch.rand(3, 32, 32), pred_score=torch.tensor(0.83), pred_label=torch.tensor(True),
     ...                     pred_class=torch.tensor(1), gt_label=torch.tensor(1), gt_class=torch.tensor(-1))

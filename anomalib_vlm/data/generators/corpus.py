@@ -19,7 +19,7 @@ Samples are a pure function of ``(seed, split, index)``, so a corpus can be stre
 of workers, and regenerated identically.
 
 Example:
-    >>> from anomalib_vlm.data.corpus import CaptionCorpus
+    >>> from anomalib_vlm.data.generators.corpus import CaptionCorpus
     >>> corpus = CaptionCorpus(image_size=64, seed=0, photos=False)
     >>> sample = corpus.sample(0)
     >>> sample.image.shape, sample.image.dtype, sample.family in corpus.families("train")
@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -36,8 +35,9 @@ from functools import cache
 import cv2
 import numpy as np
 
-from anomalib_vlm.data import synthetic
-from anomalib_vlm.data.iqa import DISTORTIONS, _square
+from anomalib_vlm.data.generators import synthetic
+from anomalib_vlm.data.generators.iqa import DISTORTIONS
+from anomalib_vlm.data.utils import seeded_rng, skimage_photos, stable_hash
 
 __all__ = [
     "COLOURS",
@@ -67,13 +67,11 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 }
 """Colour words and their RGB values (texture and shape families take one)."""
 
-# ------------------------------------------------------------------------------------------------------------
 # material textures: each returns a luminance pattern (H, W) in [0, 1] that a colour is applied to
-# ------------------------------------------------------------------------------------------------------------
 
 
 def _luminance_of(render: Callable[[int, np.random.Generator], tuple[_Image, np.ndarray]]) -> Callable:
-    """A pattern from one of :mod:`~anomalib_vlm.data.synthetic`'s renderers, contrast-stretched."""
+    """A pattern from one of :mod:`~anomalib_vlm.data.generators.synthetic`'s renderers, contrast-stretched."""
 
     def pattern(size: int, rng: np.random.Generator) -> np.ndarray:
         lum = synthetic._luminance(render(size, rng)[0])
@@ -171,9 +169,7 @@ _MATERIAL_WORDS: dict[str, tuple[str, ...]] = {
     "cast": ("cast", "cast metal", "pitted"),
 }
 
-# ------------------------------------------------------------------------------------------------------------
 # object shapes: each returns a polygon (N, 2) in unit coordinates around the origin
-# ------------------------------------------------------------------------------------------------------------
 
 
 def _regular(corners: int, inner: float = 1.0) -> np.ndarray:
@@ -216,7 +212,7 @@ _PARTS: dict[str, tuple[str, ...]] = {
     "chip": ("microchip", "chip on a circuit board", "integrated circuit"),
     "capsule": ("capsule", "pill", "medicine capsule"),
 }
-"""Industrial part families: :mod:`~anomalib_vlm.data.synthetic`'s object renderers."""
+"""Industrial part families: :mod:`~anomalib_vlm.data.generators.synthetic`'s object renderers."""
 
 _PHOTOS: dict[str, tuple[str, ...]] = {
     "astronaut": ("astronaut", "person in a space suit"),
@@ -255,9 +251,7 @@ HELD_OUT_FAMILIES: tuple[str, ...] = ("tiled", "marbled", "hexagon", "capsule", 
 """Families never trained on. ``tiled`` and ``capsule`` are the project's synthetic ``tile`` and ``capsule``
 categories, so anomaly detection on them is zero-shot with respect to pre-training."""
 
-# ------------------------------------------------------------------------------------------------------------
 # defects: the four of the synthetic generator plus five more, each drawing in place and returning its alpha
-# ------------------------------------------------------------------------------------------------------------
 
 
 def _crack(image: _Image, distance: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
@@ -374,9 +368,7 @@ DEFECTS: dict[str, tuple[str, ...]] = {
 _DAMAGED = ("damaged", "defective", "flawed", "broken")
 _INTACT = ("flawless", "intact", "perfect", "undamaged", "clean")
 
-# ------------------------------------------------------------------------------------------------------------
 # quality degradations
-# ------------------------------------------------------------------------------------------------------------
 
 
 def _posterise(image: _Image, t: float, rng: np.random.Generator) -> _Image:
@@ -400,10 +392,10 @@ DEGRADATIONS: dict[str, tuple[str, ...]] = {
     "posterise": ("posterised", "banded", "colour-banded"),
     "contrast_decrease": ("low-contrast", "faded", "flat low-contrast"),
 }
-"""Degradations trained on, and their words (keys of :data:`anomalib_vlm.data.iqa.DISTORTIONS` plus posterise)."""
+"""Degradations trained on, and their words (:data:`~anomalib_vlm.data.generators.iqa.DISTORTIONS` plus posterise)."""
 
 HELD_OUT_DEGRADATIONS: tuple[str, ...] = ("motion_blur", "impulse_noise", "speckle_noise")
-"""Degradations of :data:`~anomalib_vlm.data.iqa.DISTORTIONS` never trained on (for the IQA evaluation)."""
+"""Degradations of :data:`~anomalib_vlm.data.generators.iqa.DISTORTIONS` never trained on (for the IQA evaluation)."""
 
 _PREFIXES = (
     "a photo of",
@@ -414,9 +406,7 @@ _PREFIXES = (
     "a product photo of",
 )
 
-# ------------------------------------------------------------------------------------------------------------
 # corpus
-# ------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -438,27 +428,13 @@ class CorpusSample:
         return (self.family, self.colour, self.material, self.defect, self.degradation)
 
 
-def _stable(text: str) -> int:
-    return zlib.crc32(text.encode())
-
-
 @cache
 def _photo_bank(size: int) -> dict[str, np.ndarray]:
     """scikit-image's photographs, square, at twice ``size`` (room for random crops); empty without skimage."""
     try:
-        from skimage import data as skdata
+        return skimage_photos(_PHOTOS, 2 * size)
     except ImportError:
         return {}
-    bank = {}
-    for name in _PHOTOS:
-        loader = getattr(skdata, name, None)
-        if loader is None:
-            continue
-        try:
-            bank[name] = _square(np.asarray(loader()), 2 * size)
-        except Exception:
-            continue
-    return bank
 
 
 class CaptionCorpus:
@@ -500,12 +476,12 @@ class CaptionCorpus:
         """The one colour never trained on ``family`` (material and shape families)."""
         if FAMILIES[family] not in {"material", "shape"}:
             return None
-        return list(COLOURS)[(_stable(family) * 7) % len(COLOURS)]
+        return list(COLOURS)[(stable_hash(family) * 7) % len(COLOURS)]
 
     @staticmethod
     def held_out_defect(family: str) -> str:
         """The one defect kind never trained on ``family``."""
-        return list(DEFECTS)[(_stable(family) * 5 + 3) % len(DEFECTS)]
+        return list(DEFECTS)[(stable_hash(family) * 5 + 3) % len(DEFECTS)]
 
     def is_training_combination(self, family: str, colour: str | None, defect: str | None) -> bool:
         """Whether a training sample may show ``family`` in ``colour`` with ``defect``."""
@@ -521,7 +497,7 @@ class CaptionCorpus:
         if split not in {"train", "heldout_family", "heldout_combination"}:
             msg = f"Unknown corpus split '{split}'"
             raise ValueError(msg)
-        rng = np.random.default_rng([self.seed, _stable(split), index])
+        rng = seeded_rng(self.seed, split, index)
         families = self.families(split)
         family = families[int(rng.integers(len(families)))]
         kind = FAMILIES[family]
@@ -606,24 +582,12 @@ class CaptionCorpus:
         canvas = np.zeros((size, size), np.uint8)
         shift = 4
         if SHAPES[family] is None:
+            centre = (round(cx * 16), round(cy * 16))
             axes = (round(radius * 16), round(radius * rng.uniform(0.8, 1.0) * 16))
-            cv2.ellipse(
-                canvas, (round(cx * 16), round(cy * 16)), axes, np.degrees(angle), 0, 360, 255, -1, cv2.LINE_AA, shift
-            )
+            cv2.ellipse(canvas, centre, axes, np.degrees(angle), 0, 360, 255, -1, cv2.LINE_AA, shift)
             if family == "ring":
                 inner = (round(axes[0] * 0.5), round(axes[1] * 0.5))
-                cv2.ellipse(
-                    canvas,
-                    (round(cx * 16), round(cy * 16)),
-                    inner,
-                    np.degrees(angle),
-                    0,
-                    360,
-                    0,
-                    -1,
-                    cv2.LINE_AA,
-                    shift,
-                )
+                cv2.ellipse(canvas, centre, inner, np.degrees(angle), 0, 360, 0, -1, cv2.LINE_AA, shift)
         else:
             c, s = np.cos(angle), np.sin(angle)
             points = SHAPES[family] @ np.array([[c, s], [-s, c]]) * radius + (cx, cy)
@@ -692,10 +656,7 @@ def _place_defect(
     image: _Image, region: np.ndarray, defect: str, rng: np.random.Generator
 ) -> tuple[_Image, np.ndarray]:
     """Draw ``defect`` inside ``region``, resized until it covers about 1 %-8 % of the image."""
-    padded = region.astype(np.uint8)
-    padded[[0, -1], :] = 0
-    padded[:, [0, -1]] = 0
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 3)
+    distance = synthetic._inner_distance(region)
     scale, best = 1.0, None
     for _ in range(12):
         candidate = image.copy()

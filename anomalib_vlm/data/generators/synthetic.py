@@ -19,14 +19,9 @@ evaluate on another one):
   cut-out ("missing") regions showing a dark or checker-patterned interior. Each defect covers roughly
   1 %-8 % of the image and lies inside the object (or texture) region.
 
-Every image is rendered from its own random generator, seeded from the dataset seed, the category name
-(via :func:`zlib.crc32`, so it is stable across processes), the split / defect folder and the image index.
-A category therefore looks the same whichever other categories (or how many images of other splits) are
-generated.
-
 Example:
     >>> import numpy as np
-    >>> from anomalib_vlm.data.synthetic import render_sample
+    >>> from anomalib_vlm.data.generators.synthetic import render_sample
     >>> image, mask = render_sample("wood", "hole", 128, np.random.default_rng(0))
     >>> image.shape, image.dtype, mask.shape, mask.dtype
     ((128, 128, 3), dtype('uint8'), (128, 128), dtype('bool'))
@@ -34,16 +29,14 @@ Example:
     Write a dataset and read it with anomalib:
 
     >>> from anomalib.data import MVTecAD
-    >>> from anomalib_vlm.data.synthetic import generate_synthetic_dataset
+    >>> from anomalib_vlm.data.generators.synthetic import generate_synthetic_dataset
     >>> root = generate_synthetic_dataset("./datasets/synthetic", categories=["wood", "chip"])  # doctest: +SKIP
     >>> datamodule = MVTecAD(root=root, category="chip", num_workers=0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,13 +44,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = [
-    "CATEGORIES",
-    "DEFECT_TYPES",
-    "generate_synthetic_dataset",
-    "render_normal",
-    "render_sample",
-]
+from anomalib_vlm.data.utils import check_count, generation_state, record_generation, seeded_rng, write_png
 
 CATEGORIES: tuple[str, ...] = (
     "weave",
@@ -83,7 +70,6 @@ MIN_IMAGE_SIZE = 32
 FORMAT_VERSION = 1
 """Version of the rendering code, stored in ``generation.json``; bump it whenever the images change."""
 
-_METADATA_FILE = "generation.json"
 _MIN_DEFECT_FRACTION = 0.01
 _MAX_DEFECT_FRACTION = 0.08
 
@@ -97,9 +83,7 @@ _STAIN_COLOURS = np.array(
 )
 
 
-# --------------------------------------------------------------------------------------------------
 # small helpers
-# --------------------------------------------------------------------------------------------------
 def _rgb(*values: float) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
@@ -162,9 +146,7 @@ def _luminance(image: np.ndarray) -> np.ndarray:
     return image @ np.asarray([0.299, 0.587, 0.114], np.float32)
 
 
-# --------------------------------------------------------------------------------------------------
 # normal appearance: each renderer returns a float image in [0, 1] and the region defects may occupy
-# --------------------------------------------------------------------------------------------------
 def _render_weave(size: int, rng: np.random.Generator) -> tuple[_Image, np.ndarray]:
     """Carpet-like plain weave of two slightly different thread colours."""
     palette = [_rgb(0.56, 0.61, 0.68), _rgb(0.74, 0.67, 0.56), _rgb(0.62, 0.67, 0.58), _rgb(0.71, 0.61, 0.63)]
@@ -397,9 +379,7 @@ _RENDERERS: dict[str, Callable[[int, np.random.Generator], tuple[_Image, np.ndar
 }
 
 
-# --------------------------------------------------------------------------------------------------
 # defects: each draws into ``image`` in place and returns the defect's coverage alpha (H, W) in [0, 1]
-# --------------------------------------------------------------------------------------------------
 def _pick_centre(distance: np.ndarray, clearance: float, rng: np.random.Generator) -> tuple[float, float]:
     """A random pixel centre at least ``clearance`` px inside the region (or as deep as the region allows)."""
     needed = min(clearance, 0.8 * float(distance.max()))
@@ -539,13 +519,18 @@ _DEFECTS: dict[str, Callable[[_Image, np.ndarray, np.random.Generator, float], n
 }
 
 
-def _add_defect(image: _Image, region: np.ndarray, defect: str, rng: np.random.Generator) -> tuple[_Image, np.ndarray]:
-    """Draw ``defect`` inside ``region``, retrying until it covers 1 %-8 % of the image."""
-    size = image.shape[0]
+def _inner_distance(region: np.ndarray) -> np.ndarray:
+    """Distance of every pixel to the edge of ``region`` or of the image, whichever is nearer."""
     padded = region.astype(np.uint8)
     padded[[0, -1], :] = 0
     padded[:, [0, -1]] = 0
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 3)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 3)
+
+
+def _add_defect(image: _Image, region: np.ndarray, defect: str, rng: np.random.Generator) -> tuple[_Image, np.ndarray]:
+    """Draw ``defect`` inside ``region``, retrying until it covers 1 %-8 % of the image."""
+    size = image.shape[0]
+    distance = _inner_distance(region)
     region_alpha = cv2.GaussianBlur(region.astype(np.float32), (3, 3), 0.7)
     scale = 1.0
     best: tuple[float, _Image, np.ndarray] | None = None
@@ -569,27 +554,7 @@ def _add_defect(image: _Image, region: np.ndarray, defect: str, rng: np.random.G
     return best[1], best[2]
 
 
-# --------------------------------------------------------------------------------------------------
 # public rendering API
-# --------------------------------------------------------------------------------------------------
-def _check_category(category: str) -> None:
-    if category not in CATEGORIES:
-        msg = f"Unknown synthetic category {category!r}; valid categories: {', '.join(CATEGORIES)}."
-        raise ValueError(msg)
-
-
-def _check_defect(defect: str) -> None:
-    if defect not in DEFECT_TYPES:
-        msg = f"Unknown defect type {defect!r}; valid defect types: {', '.join(DEFECT_TYPES)}."
-        raise ValueError(msg)
-
-
-def _check_image_size(image_size: int) -> None:
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < MIN_IMAGE_SIZE:
-        msg = f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}."
-        raise ValueError(msg)
-
-
 def render_sample(
     category: str,
     defect: str | None,
@@ -621,11 +586,10 @@ def render_sample(
         >>> bool(mask.any()), image.shape
         (True, (64, 64, 3))
     """
-    _check_category(category)
+    _check_names("categories", [category], CATEGORIES)
     if defect is not None:
-        _check_defect(defect)
-    _check_image_size(image_size)
-    size = int(image_size)
+        _check_names("defect types", [defect], DEFECT_TYPES)
+    size = check_count("image_size", image_size, MIN_IMAGE_SIZE)
     finish_rng = np.random.default_rng(int(rng.integers(2**63)))
     image, region = _RENDERERS[category](size, rng)
     mask = np.zeros((size, size), bool)
@@ -656,19 +620,7 @@ def render_normal(category: str, image_size: int, rng: np.random.Generator) -> n
     return render_sample(category, None, image_size, rng)[0]
 
 
-# --------------------------------------------------------------------------------------------------
 # dataset writer
-# --------------------------------------------------------------------------------------------------
-def _stable_hash(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8"))
-
-
-def _image_rng(seed: int, category: str, folder: str, index: int) -> np.random.Generator:
-    """Generator of one image, independent of every other image and category."""
-    entropy = [int(seed), _stable_hash(category), _stable_hash(folder), int(index)]
-    return np.random.default_rng(np.random.SeedSequence(entropy))
-
-
 def _stems(count: int) -> list[str]:
     width = max(3, len(str(max(count - 1, 0))))
     return [f"{index:0{width}d}" for index in range(count)]
@@ -683,52 +635,11 @@ def _expected_files(settings: dict[str, Any]) -> list[str]:
     return files
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), array):
-        msg = f"Could not write image {path}."
-        raise OSError(msg)
-
-
-def _category_state(folder: Path, settings: dict[str, Any]) -> tuple[str, list[str]]:
-    """Classify an existing category folder as ``absent``, ``complete``, ``incomplete`` or ``different``.
-
-    Returns:
-        The state and, for ``different``, a description of every differing field.
-    """
-    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
-        return "absent", []
-    metadata_path = folder / _METADATA_FILE
-    try:
-        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-        stored = metadata["settings"]
-        complete = bool(metadata.get("complete", False))
-    except (OSError, ValueError, KeyError, TypeError):
-        return "different", [f"{_METADATA_FILE} (missing or unreadable; not generated by this module)"]
-    if not isinstance(stored, dict):
-        return "different", [f"{_METADATA_FILE} (malformed)"]
-    differences = [
-        f"{key} (found {stored.get(key)!r}, requested {settings[key]!r})"
-        for key in settings
-        if stored.get(key) != settings[key]
-    ]
-    if differences:
-        return "different", differences
-    if complete and all((folder / name).is_file() for name in _expected_files(settings)):
-        return "complete", []
-    return "incomplete", []
-
-
 def _write_category(folder: Path, category: str, settings: dict[str, Any]) -> None:
     for name in ("train", "test", "ground_truth"):
         if (folder / name).exists():
             shutil.rmtree(folder / name)
-    folder.mkdir(parents=True, exist_ok=True)
-    metadata_path = folder / _METADATA_FILE
-    metadata = {"generator": __name__, "settings": settings, "complete": False}
-    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-
+    record_generation(folder, __name__, settings, complete=False)
     seed, size = settings["seed"], settings["image_size"]
     folders: list[tuple[str, str | None, int]] = [
         ("train", None, settings["num_train"]),
@@ -737,24 +648,16 @@ def _write_category(folder: Path, category: str, settings: dict[str, Any]) -> No
     folders += [("test", defect, settings["num_test_per_defect"]) for defect in settings["defect_types"]]
     for split, defect, count in folders:
         label = defect or "good"
-        image_dir = folder / split / label
-        image_dir.mkdir(parents=True, exist_ok=True)
+        # Folders exist even when empty (a count of 0), as anomalib's MVTec AD layout has them.
+        (folder / split / label).mkdir(parents=True, exist_ok=True)
         if defect is not None:
             (folder / "ground_truth" / defect).mkdir(parents=True, exist_ok=True)
         for index, stem in enumerate(_stems(count)):
-            image, mask = render_sample(category, defect, size, _image_rng(seed, category, f"{split}/{label}", index))
-            _write_png(image_dir / f"{stem}.png", image)
+            image, mask = render_sample(category, defect, size, seeded_rng(seed, category, f"{split}/{label}", index))
+            write_png(folder / split / label / f"{stem}.png", image)
             if defect is not None:
-                _write_png(folder / "ground_truth" / defect / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
-    metadata["complete"] = True
-    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-
-
-def _check_count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        msg = f"{name} must be an integer >= {minimum}, got {value!r}."
-        raise ValueError(msg)
-    return int(value)
+                write_png(folder / "ground_truth" / defect / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
+    record_generation(folder, __name__, settings, complete=True)
 
 
 def _check_names(kind: str, names: str | Sequence[str] | None, valid: tuple[str, ...]) -> list[str]:
@@ -826,15 +729,14 @@ def generate_synthetic_dataset(
     """
     chosen = _check_names("categories", categories, CATEGORIES)
     requested = _check_names("defect types", defect_types, DEFECT_TYPES)
-    _check_image_size(image_size)
     base_settings: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "image_size": int(image_size),
-        "num_train": _check_count("num_train", num_train, 1),
-        "num_test_normal": _check_count("num_test_normal", num_test_normal, 0),
-        "num_test_per_defect": _check_count("num_test_per_defect", num_test_per_defect, 0),
+        "image_size": check_count("image_size", image_size, MIN_IMAGE_SIZE),
+        "num_train": check_count("num_train", num_train, 1),
+        "num_test_normal": check_count("num_test_normal", num_test_normal, 0),
+        "num_test_per_defect": check_count("num_test_per_defect", num_test_per_defect, 0),
         "defect_types": [name for name in DEFECT_TYPES if name in requested],  # order does not change the data
-        "seed": _check_count("seed", seed, 0),
+        "seed": check_count("seed", seed, 0),
     }
 
     root = Path(root)
@@ -849,7 +751,7 @@ def generate_synthetic_dataset(
         if folder.exists() and not folder.is_dir():
             conflicts.append(f"{folder} exists and is not a directory")
             continue
-        state, differences = _category_state(folder, settings)
+        state, differences = generation_state(folder, settings, _expected_files(settings))
         if state == "different" and not overwrite:
             conflicts.append(f"{folder}: {'; '.join(differences)}")
         plan.append((category, settings, state))
@@ -877,13 +779,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    root = generate_synthetic_dataset(
-        args.root,
-        categories=args.categories,
-        image_size=args.image_size,
-        seed=args.seed,
-        overwrite=args.overwrite,
-    )
+    root = generate_synthetic_dataset(**vars(parser.parse_args(argv)))  # the options are named as its arguments
     print(f"synthetic categories in MVTec AD layout under {root.resolve()}")
     return 0
