@@ -41,6 +41,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
             parser.error(f"--config {known.config}: unknown option(s) {unknown}")
         parser.set_defaults(**{key.replace("-", "_"): value for key, value in values.items()})
     args = parser.parse_args(argv)
+    if getattr(args, "renderer_pretrained", None) == "":
+        args.renderer_pretrained = None  # random weights (the tiny test model)
     for required in ("input", "output"):
         if getattr(args, required) is None:
             parser.error(f"--{required} is required (on the command line or in --config)")
@@ -60,6 +62,7 @@ def outliers_parser() -> argparse.ArgumentParser:
                         help="CLIP text tower with projection: the embedder, and the inverse projection for SD")
     parser.add_argument("--renderer-backbone", default="anomalib-vlm-small")
     parser.add_argument("--renderer-pretrained", default="anomalib-vlm-synthetic")
+    parser.add_argument("--renderer-families", nargs="+", help="caption-corpus families the renderer may draw")
     parser.add_argument("--steps", type=int, default=generators.STEPS)
     parser.add_argument("--guidance-scale", type=float, default=generators.GUIDANCE_SCALE)
     parser.add_argument("--image-size", type=int, default=generators.IMAGE_SIZE)
@@ -93,7 +96,9 @@ def main_outliers(argv: Sequence[str] | None = None) -> int:
     elif args.generator == "renderer":
         embedder = text_embedding.OpenClipText.load(args.renderer_backbone, args.renderer_pretrained)
         classes = {folder.name for folder in args.input.iterdir() if folder.is_dir()} if args.input.is_dir() else set()
-        generator = generators.DescriptionRenderer(embedder, excluded=lambda content: content.family in classes)
+        generator = generators.DescriptionRenderer(
+            embedder, excluded=lambda content: content.family in classes, families=args.renderer_families
+        )
     else:
         generator, embedder = None, text_embedding.OpenClipText.load(args.renderer_backbone, args.renderer_pretrained)
     detector = None
