@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from anomalib_vlm.data.corpus import CaptionCorpus
 from anomalib_vlm.fodfom.captioning import CaptionTable
@@ -109,8 +109,15 @@ def outliers_run(seed: int, work: Path, args: argparse.Namespace) -> dict[str, f
         embedder, excluded=lambda content: f"{content.colour} {content.family}" in id_classes, top_k=args.top_k
     )
     fakes = make_fake_outliers(
-        root / "data" / "train", root / "fakes", CaptionTable(root / "captions.csv"), embedder, generator,
-        direction=args.direction, slide=args.slide, add_slide=args.slide, seed=seed,
+        root / "data" / "train",
+        root / "fakes",
+        CaptionTable(root / "captions.csv"),
+        embedder,
+        generator,
+        direction=args.direction,
+        slide=args.slide,
+        add_slide=args.slide,
+        seed=seed,
     )
     torch.manual_seed(seed)
     model = SupremeModel(BACKBONE, PRETRAINED, image_size=64, mode="smmp").eval()
@@ -133,11 +140,19 @@ def outliers_run(seed: int, work: Path, args: argparse.Namespace) -> dict[str, f
     results = {}
     with torch.no_grad():
         results["smmp"] = metrics(1 - model.score_features(features)[0])
-    for name, with_fakes, rule in (("K-way", False, "id_classes"), ("K+1 official", True, "official"),
-                                   ("K+1 id_classes", True, "id_classes")):
+    for name, with_fakes, rule in (
+        ("K-way", False, "id_classes"),
+        ("K+1 official", True, "official"),
+        ("K+1 id_classes", True, "id_classes"),
+    ):
         torch.manual_seed(seed)
-        head = OutlierClassHead(model.image_prototypes, fake_features if with_fakes else None,
-                                temperature=args.temperature, score=rule, supcon=args.supcon)
+        head = OutlierClassHead(
+            model.image_prototypes,
+            fake_features if with_fakes else None,
+            temperature=args.temperature,
+            score=rule,
+            supcon=args.supcon,
+        )
         if args.epochs:
             head.fit(shot_features, shot_labels, epochs=args.epochs, seed=seed)
         with torch.no_grad():
@@ -156,17 +171,21 @@ def summarise(runs: list[dict[str, object]]) -> dict[str, str]:
             for position, metric in enumerate(names):
                 column = [value[position] for value in values]
                 spread = statistics.stdev(column) if len(column) > 1 else 0.0
-                table[f"{key} {metric}"] = f"{statistics.mean(column):.3f} ± {spread:.3f}  ({' '.join(f'{v:.3f}' for v in column)})"
+                table[f"{key} {metric}"] = (
+                    f"{statistics.mean(column):.3f} ± {spread:.3f}  ({' '.join(f'{v:.3f}' for v in column)})"
+                )
         else:
             table[key] = " ".join(str(value) for value in values)
     return table
 
 
-def train_and_test_anomaly_clip(train_data: object, test_root: Path, category: str, seed: int, epochs: int,
-                                work: Path) -> tuple[float, float]:
+def train_and_test_anomaly_clip(
+    train_data: object, test_root: Path, category: str, seed: int, epochs: int, work: Path
+) -> tuple[float, float]:
     """Image and pixel AUROC of AnomalyClip (small CLIP, 64 px) on ``category``'s real test split.
 
-    ``train_data`` ``None`` tests the untrained prompts (the zero-shot starting point)."""
+    ``train_data`` ``None`` tests the untrained prompts (the zero-shot starting point).
+    """
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
@@ -177,12 +196,18 @@ def train_and_test_anomaly_clip(train_data: object, test_root: Path, category: s
     model = AnomalyClip(backbone=BACKBONE, pretrained=PRETRAINED, image_size=64, epochs=epochs)
     import tempfile
 
-    engine = Engine(default_root_dir=tempfile.mkdtemp(dir=work), accelerator="cpu", devices=1, logger=False,
-                    enable_progress_bar=False)
+    engine = Engine(
+        default_root_dir=tempfile.mkdtemp(dir=work),
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+    )
     if train_data is not None:
         engine.fit(model=model, datamodule=train_data)
-    results = engine.test(model=model, datamodule=MVTecAD(root=test_root, category=category, num_workers=0,
-                                                          seed=seed), verbose=False)
+    results = engine.test(
+        model=model, datamodule=MVTecAD(root=test_root, category=category, num_workers=0, seed=seed), verbose=False
+    )
     metrics = {name: float(value) for result in results for name, value in result.items()}
     return metrics["image_AUROC"], metrics["pixel_AUROC"]
 
@@ -197,12 +222,21 @@ def anomalies_run(seed: int, work: Path, args: argparse.Namespace) -> dict[str, 
 
     root = work / f"anomalies_seed{seed}"
     category = args.category
-    generate_synthetic_dataset(root / "real", categories=[category], image_size=64, num_train=args.normals,
-                               num_test_normal=16, num_test_per_defect=8, seed=seed)
-    fakes = make_fake_anomalies(root / "real", root / "fakes", RenderedDefectPainter(), categories=[category],
-                                seed=seed)
-    fake_data = AuxiliaryData(source="anomalib.data.MVTecAD", root=fakes, categories=[category], split="test",
-                              num_workers=0, seed=seed)
+    generate_synthetic_dataset(
+        root / "real",
+        categories=[category],
+        image_size=64,
+        num_train=args.normals,
+        num_test_normal=16,
+        num_test_per_defect=8,
+        seed=seed,
+    )
+    fakes = make_fake_anomalies(
+        root / "real", root / "fakes", RenderedDefectPainter(), categories=[category], seed=seed
+    )
+    fake_data = AuxiliaryData(
+        source="anomalib.data.MVTecAD", root=fakes, categories=[category], split="test", num_workers=0, seed=seed
+    )
     normal_only = MVTecAD(root=root / "real", category=category, num_workers=0, train_batch_size=8, seed=seed)
     common = (root / "real", category, seed, args.train_epochs, root)
     return {

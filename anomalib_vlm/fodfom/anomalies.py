@@ -115,7 +115,11 @@ class StableDiffusionInpainter:
     ) -> None:
         pipeline.set_progress_bar_config(disable=True)
         self.pipeline, self.steps, self.guidance_scale, self.image_size, self.prompt = (
-            pipeline, steps, guidance_scale, image_size, prompt
+            pipeline,
+            steps,
+            guidance_scale,
+            image_size,
+            prompt,
         )
 
     @classmethod
@@ -125,8 +129,12 @@ class StableDiffusionInpainter:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         pipeline = load_pretrained(
-            diffusers.StableDiffusionInpaintPipeline, name, "defect in-painting (Stable Diffusion)",
-            torch_dtype=dtype, safety_checker=None, requires_safety_checker=False,
+            diffusers.StableDiffusionInpaintPipeline,
+            name,
+            "defect in-painting (Stable Diffusion)",
+            torch_dtype=dtype,
+            safety_checker=None,
+            requires_safety_checker=False,
         )
         return cls(pipeline.to(device))
 

@@ -103,12 +103,12 @@ def blur_objects(
     """
     height, width = image.shape[:2]
     result = image.copy()
-    for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-        x0, y0, x1, y1 = int(x0), int(y0), int(x1), int(y1)
+    for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+        x0, y0, x1, y1 = (int(value) for value in box)
         if (y1 - y0) * (x1 - x0) / (height * width) > max_share:
             return None
-        x0, x1 = np.clip([x0, x1], 0, width)
-        y0, y1 = np.clip([y0, y1], 0, height)
+        x0, x1 = (int(value) for value in np.clip([x0, x1], 0, width))
+        y0, y1 = (int(value) for value in np.clip([y0, y1], 0, height))
         if x1 <= x0 or y1 <= y0:
             return None  # an empty crop drops the image, as the official code's flag
         result[y0:y1, x0:x1] = cv2.blur(np.ascontiguousarray(result[y0:y1, x0:x1]), (kernel, kernel))

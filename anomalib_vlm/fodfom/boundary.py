@@ -21,7 +21,7 @@ from enum import Enum
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 BOUNDARY_PERCENTAGE = 20.0
 SLIDE = 3e-5
@@ -36,7 +36,9 @@ class PerturbationDirection(str, Enum):
     OUTWARD = "outward"
 
 
-def select_boundary(embeddings: torch.Tensor, percentage: float = BOUNDARY_PERCENTAGE) -> tuple[torch.Tensor, torch.Tensor]:
+def select_boundary(
+    embeddings: torch.Tensor, percentage: float = BOUNDARY_PERCENTAGE
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of one class's boundary embeddings and the class mean.
 
     Args:

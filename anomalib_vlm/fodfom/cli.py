@@ -35,7 +35,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
         values = yaml.safe_load(known.config.read_text(encoding="utf-8")) or {}
         if not isinstance(values, dict):
             parser.error(f"--config {known.config} must hold a mapping of option names to values")
-        options = {action.dest for action in parser._actions}  # noqa: SLF001 - argparse has no public list
+        options = {action.dest for action in parser._actions}
         unknown = sorted(key for key in values if key.replace("-", "_") not in options)
         if unknown:
             parser.error(f"--config {known.config}: unknown option(s) {unknown}")
@@ -58,8 +58,11 @@ def outliers_parser() -> argparse.ArgumentParser:
     parser.add_argument("--blip2-model", default=captioning.BLIP2_MODEL)
     parser.add_argument("--generator", choices=("stable-diffusion", "renderer", "none"), default="stable-diffusion")
     parser.add_argument("--sd-model", default=generators.STABLE_DIFFUSION_MODEL)
-    parser.add_argument("--clip-text-model", default=text_embedding.CLIP_TEXT_MODEL,
-                        help="CLIP text tower with projection: the embedder, and the inverse projection for SD")
+    parser.add_argument(
+        "--clip-text-model",
+        default=text_embedding.CLIP_TEXT_MODEL,
+        help="CLIP text tower with projection: the embedder, and the inverse projection for SD",
+    )
     parser.add_argument("--renderer-backbone", default="anomalib-vlm-small")
     parser.add_argument("--renderer-pretrained", default="anomalib-vlm-synthetic")
     parser.add_argument("--renderer-families", nargs="+", help="caption-corpus families the renderer may draw")
@@ -86,12 +89,17 @@ def main_outliers(argv: Sequence[str] | None = None) -> int:
     args = _parse(outliers_parser(), argv)
     device = device_or_auto(args.device)
     captioner = (
-        captioning.CaptionTable(args.captions) if args.captions
+        captioning.CaptionTable(args.captions)
+        if args.captions
         else captioning.Blip2Captioner.from_pretrained(args.blip2_model, device)
     )
     if args.generator == "stable-diffusion":
         generator = generators.StableDiffusionGenerator.from_pretrained(args.sd_model, args.clip_text_model, device)
-        generator.steps, generator.guidance_scale, generator.image_size = args.steps, args.guidance_scale, args.image_size
+        generator.steps, generator.guidance_scale, generator.image_size = (
+            args.steps,
+            args.guidance_scale,
+            args.image_size,
+        )
         embedder = generator.conditioning.text  # the embedding must live in SD's own text space
     elif args.generator == "renderer":
         embedder = text_embedding.OpenClipText.load(args.renderer_backbone, args.renderer_pretrained)
@@ -106,9 +114,19 @@ def main_outliers(argv: Sequence[str] | None = None) -> int:
         detector = background.GroundingDinoDetector.from_pretrained(args.grounding_dino_model, device)
         detector.box_threshold, detector.text_threshold = args.box_threshold, args.text_threshold
     output = make_fake_outliers(
-        args.input, args.output, captioner, embedder, generator, detector,
-        percentage=args.percentage, slide=args.slide, add_slide=args.add_slide, num_per_sample=args.num_per_sample,
-        direction=args.direction, seed=args.seed, batch_size=args.batch_size,
+        args.input,
+        args.output,
+        captioner,
+        embedder,
+        generator,
+        detector,
+        percentage=args.percentage,
+        slide=args.slide,
+        add_slide=args.add_slide,
+        num_per_sample=args.num_per_sample,
+        direction=args.direction,
+        seed=args.seed,
+        batch_size=args.batch_size,
     )
     print(f"Fake outliers in {output} (manifest: {output / 'manifest.jsonl'})")
     return 0
@@ -117,7 +135,9 @@ def main_outliers(argv: Sequence[str] | None = None) -> int:
 def anomalies_parser() -> argparse.ArgumentParser:
     """Options of ``fake-anomalies``."""
     parser = argparse.ArgumentParser(prog="anomalib-vlm fake-anomalies", description=main_anomalies.__doc__)
-    parser.add_argument("--input", type=Path, help="normal images: <input>/<category>/train/good/*.png or <input>/*.png")
+    parser.add_argument(
+        "--input", type=Path, help="normal images: <input>/<category>/train/good/*.png or <input>/*.png"
+    )
     parser.add_argument("--output", type=Path, help="output dataset root (MVTec AD layout, resumable)")
     parser.add_argument("--painter", choices=("stable-diffusion", "renderer"), default="stable-diffusion")
     parser.add_argument("--inpainting-model", default=anomalies.INPAINTING_MODEL)

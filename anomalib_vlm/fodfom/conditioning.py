@@ -40,7 +40,7 @@ class EndOfTextConditioning:
         self.prompt_states, _ = text.hidden_states([prompt])  # [1, L, H]
         weight = text.model.text_projection.weight.detach().double()  # y = x W^T, W: [D, H]
         # Square for ViT-L/14 (the official code's torch.inverse); a pseudo-inverse covers other towers.
-        self.inverse = (torch.linalg.inv(weight.T) if weight.shape[0] == weight.shape[1] else torch.linalg.pinv(weight.T))
+        self.inverse = torch.linalg.inv(weight.T) if weight.shape[0] == weight.shape[1] else torch.linalg.pinv(weight.T)
 
     def hidden_from_embedding(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The hidden state ``[N, H]`` whose projection is ``embeddings``."""

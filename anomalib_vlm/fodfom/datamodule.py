@@ -42,8 +42,14 @@ def fake_rows(fakes_root: Path, kinds: Sequence[str], outlier_class: int) -> lis
             raise FileNotFoundError(msg)
         for class_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
             rows += [
-                {"image_path": str(path), "label_index": 1, "class_index": outlier_class, "kind": f"fake_{kind}",
-                 "split": "train", "mask_path": ""}
+                {
+                    "image_path": str(path),
+                    "label_index": 1,
+                    "class_index": outlier_class,
+                    "kind": f"fake_{kind}",
+                    "split": "train",
+                    "mask_path": "",
+                }
                 for path in images_in(class_folder)
             ]
     if not rows:

@@ -7,7 +7,8 @@ A generator is anything with ``generate(embeddings, seeds) -> list[uint8 (H, W, 
 image ``i`` a function of ``(embeddings[i], seeds[i])``:
 
 * :class:`StableDiffusionGenerator`: Stable Diffusion v1 through ``diffusers``, conditioned on the embedding
-  written into the end-of-text slot of a fixed prompt (:class:`~anomalib_vlm.fodfom.conditioning.EndOfTextConditioning`).
+  written into the end-of-text slot of a fixed prompt
+  (:class:`~anomalib_vlm.fodfom.conditioning.EndOfTextConditioning`).
   Defaults from the official ``stable_diffusion/scripts/txt2img.py``: DDIM, 50 steps, ``eta = 0``, guidance scale
   7.5 against the empty prompt, 512 x 512, seed 42.
 * :class:`DescriptionRenderer`: an offline generator for tests and the offline proof. It ranks a fixed list of
@@ -26,7 +27,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from anomalib_vlm.fodfom.conditioning import EndOfTextConditioning
 from anomalib_vlm.fodfom.errors import load_pretrained, require
@@ -80,7 +81,12 @@ class StableDiffusionGenerator:
         pipeline.set_progress_bar_config(disable=True)
         self.pipeline = pipeline
         self.conditioning = conditioning
-        self.steps, self.guidance_scale, self.image_size, self.batch_size = steps, guidance_scale, image_size, batch_size
+        self.steps, self.guidance_scale, self.image_size, self.batch_size = (
+            steps,
+            guidance_scale,
+            image_size,
+            batch_size,
+        )
 
     @classmethod
     def from_pretrained(
@@ -95,8 +101,12 @@ class StableDiffusionGenerator:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         pipeline = load_pretrained(
-            diffusers.StableDiffusionPipeline, name, "generation (Stable Diffusion)", torch_dtype=dtype,
-            safety_checker=None, requires_safety_checker=False,
+            diffusers.StableDiffusionPipeline,
+            name,
+            "generation (Stable Diffusion)",
+            torch_dtype=dtype,
+            safety_checker=None,
+            requires_safety_checker=False,
         ).to(device)
         from anomalib_vlm.fodfom.text_embedding import CLIP_TEXT_MODEL
 
@@ -105,14 +115,16 @@ class StableDiffusionGenerator:
 
     @torch.no_grad()
     def generate(self, embeddings: torch.Tensor, seeds: Sequence[int]) -> list[np.ndarray]:
-        """Images of the embeddings, ``batch_size`` at a time; image ``i`` uses ``torch.Generator`` seed ``seeds[i]``."""
+        """Images of the embeddings, ``batch_size`` at a time; image ``i`` uses generator seed ``seeds[i]``."""
         images: list[np.ndarray] = []
         unet = self.pipeline.unet
         for start in range(0, len(embeddings), self.batch_size):
             chunk = embeddings[start : start + self.batch_size]
             condition = self.conditioning(chunk).to(unet.device, unet.dtype)
             negative = self.conditioning.unconditional(len(chunk)).to(unet.device, unet.dtype)
-            generators = [torch.Generator(unet.device).manual_seed(int(seed)) for seed in seeds[start : start + len(chunk)]]
+            generators = [
+                torch.Generator(unet.device).manual_seed(int(seed)) for seed in seeds[start : start + len(chunk)]
+            ]
             output = self.pipeline(
                 prompt_embeds=condition,
                 negative_prompt_embeds=negative,
@@ -167,7 +179,9 @@ class DescriptionRenderer:
 
         self.corpus = CaptionCorpus(image_size=image_size, photos=False)
         if families is None:
-            families = [f for f, kind in FAMILIES.items() if kind in {"material", "shape"} and f not in HELD_OUT_FAMILIES]
+            families = [
+                f for f, kind in FAMILIES.items() if kind in {"material", "shape"} and f not in HELD_OUT_FAMILIES
+            ]
         self.contents = [Content(f, c) for f in families for c in COLOURS if not excluded(Content(f, c))]
         if not self.contents:
             msg = "DescriptionRenderer has no content left to draw: every family/colour is excluded"

@@ -128,7 +128,12 @@ def _captions(
         with table.open(newline="", encoding="utf-8") as handle:
             known = {row["image"]: row["caption"] for row in csv.DictReader(handle)}
     result: dict[str, list[tuple[Path, str]]] = {}
-    todo = [(folder.name, path) for folder in folders for path in images_in(folder) if str(path.relative_to(root)) not in known]
+    todo = [
+        (folder.name, path)
+        for folder in folders
+        for path in images_in(folder)
+        if str(path.relative_to(root)) not in known
+    ]
     for start in tqdm(range(0, len(todo), batch_size), desc="captions", disable=not todo):
         chunk = todo[start : start + batch_size]
         captions = captioner([read_rgb(path) for _, path in chunk], [path for _, path in chunk])
@@ -171,7 +176,11 @@ def make_fake_outliers(
         generator: stage 5 (with the conditioning map of stage 4 inside); ``None`` skips type 1.
         detector: stage 6; ``None`` skips the background fakes.
         class_names: folder name to class name in the texts; defaults to the folder name with ``_`` as spaces.
-        percentage, slide, add_slide, num_per_sample, direction: stage 3 (see :mod:`~anomalib_vlm.fodfom.boundary`).
+        percentage: stage 3, boundary share in percent (see :mod:`~anomalib_vlm.fodfom.boundary`).
+        slide: stage 3, first perturbation step.
+        add_slide: stage 3, increment per further step.
+        num_per_sample: stage 3, fakes per boundary embedding.
+        direction: stage 3, ``official`` (scalar offset) or ``outward``.
         seed: run seed (each file's seed derives from it and the file's identity).
         batch_size: images per captioning / generation call.
 
@@ -184,8 +193,12 @@ def make_fake_outliers(
     names = {folder.name: (class_names or {}).get(folder.name, folder.name.replace("_", " ")) for folder in folders}
     per_class = _captions(input_root, folders, captioner, output_root, batch_size)
     settings = {
-        "percentage": percentage, "slide": slide, "add_slide": add_slide, "num_per_sample": num_per_sample,
-        "direction": PerturbationDirection(direction).value, "seed": seed,
+        "percentage": percentage,
+        "slide": slide,
+        "add_slide": add_slide,
+        "num_per_sample": num_per_sample,
+        "direction": PerturbationDirection(direction).value,
+        "seed": seed,
     }
     if generator is not None:
         for folder in tqdm(folders, desc="fake outliers (classes)"):
@@ -206,12 +219,21 @@ def make_fake_outliers(
                 images = generator.generate(fakes[[index for _, index, _, _ in chunk]], seeds)
                 for (name, _, edge, step), image, image_seed in zip(chunk, images, seeds, strict=True):
                     write_rgb(output_root / name, image)
-                    manifest.add({
-                        "file": name, "kind": "outlier", "class": folder.name, "label": "outlier",
-                        "source_image": str(items[edge][0].relative_to(input_root)), "text": texts[edge],
-                        "step": step, "seed": image_seed, "generator": type(generator).__name__,
-                        "embedder": type(embedder).__name__, **settings,
-                    })
+                    manifest.add(
+                        {
+                            "file": name,
+                            "kind": "outlier",
+                            "class": folder.name,
+                            "label": "outlier",
+                            "source_image": str(items[edge][0].relative_to(input_root)),
+                            "text": texts[edge],
+                            "step": step,
+                            "seed": image_seed,
+                            "generator": type(generator).__name__,
+                            "embedder": type(embedder).__name__,
+                            **settings,
+                        }
+                    )
     if detector is not None:
         for folder in tqdm(folders, desc="background fakes (classes)"):
             for path, _ in tqdm(per_class[folder.name], desc=f"  {folder.name}", leave=False):
@@ -221,9 +243,14 @@ def make_fake_outliers(
                 boxes = detector.detect(read_rgb(path), names[folder.name])
                 blurred = blur_objects(read_rgb(path), boxes)
                 record = {
-                    "file": name, "kind": "background", "class": folder.name, "label": "outlier",
-                    "source_image": str(path.relative_to(input_root)), "boxes": np.round(boxes, 2).tolist(),
-                    "detector": type(detector).__name__, "dropped": blurred is None,
+                    "file": name,
+                    "kind": "background",
+                    "class": folder.name,
+                    "label": "outlier",
+                    "source_image": str(path.relative_to(input_root)),
+                    "boxes": np.round(boxes, 2).tolist(),
+                    "detector": type(detector).__name__,
+                    "dropped": blurred is None,
                 }
                 if blurred is not None:
                     write_rgb(output_root / name, blurred)
@@ -235,10 +262,15 @@ def _normal_sources(input_root: Path, categories: Sequence[str] | None) -> dict[
     """Normal images per category: MVTec AD layout (``<category>/train/good``) or one flat folder."""
     if images_in(input_root) if input_root.is_dir() else False:
         return {input_root.name: images_in(input_root)}
-    found = {
-        folder.name: images_in(folder / "train" / "good")
-        for folder in sorted(input_root.iterdir()) if (folder / "train" / "good").is_dir()
-    } if input_root.is_dir() else {}
+    found = (
+        {
+            folder.name: images_in(folder / "train" / "good")
+            for folder in sorted(input_root.iterdir())
+            if (folder / "train" / "good").is_dir()
+        }
+        if input_root.is_dir()
+        else {}
+    )
     if categories is not None:
         missing = [name for name in categories if name not in found]
         if missing:
@@ -296,17 +328,29 @@ def make_fake_anomalies(
                 image_seed = file_seed(seed, name)
                 rng = np.random.default_rng(image_seed)
                 image = read_rgb(path)
-                region = defect_region(image.shape[0], rng) if image.shape[0] == image.shape[1] else cv2.resize(
-                    defect_region(max(image.shape[:2]), rng).astype(np.uint8), image.shape[1::-1]
-                ).astype(bool)
+                region = (
+                    defect_region(image.shape[0], rng)
+                    if image.shape[0] == image.shape[1]
+                    else cv2.resize(
+                        defect_region(max(image.shape[:2]), rng).astype(np.uint8), image.shape[1::-1]
+                    ).astype(bool)
+                )
                 painted, mask = painter.paint(image, region, defect, (object_names or {}).get(category, category), rng)
                 mask_name = f"{category}/ground_truth/{defect}/{stem}_mask.png"
                 write_rgb(output_root / mask_name, mask.astype(np.uint8) * 255)
                 write_rgb(output_root / name, painted)
-                manifest.add({
-                    "file": name, "kind": "anomaly", "defect": defect, "mask": mask_name, "source_image": str(path),
-                    "seed": image_seed, "painter": type(painter).__name__, "mask_share": round(float(mask.mean()), 4),
-                })
+                manifest.add(
+                    {
+                        "file": name,
+                        "kind": "anomaly",
+                        "defect": defect,
+                        "mask": mask_name,
+                        "source_image": str(path),
+                        "seed": image_seed,
+                        "painter": type(painter).__name__,
+                        "mask_share": round(float(mask.mean()), 4),
+                    }
+                )
     return output_root
 
 

@@ -118,7 +118,9 @@ class OpenClipText:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, backbone: str = "anomalib-vlm-small", pretrained: str | None = "anomalib-vlm-synthetic") -> OpenClipText:
+    def load(
+        cls, backbone: str = "anomalib-vlm-small", pretrained: str | None = "anomalib-vlm-synthetic"
+    ) -> OpenClipText:
         """Load through the package's one CLIP loader (tags, files, or random weights)."""
         from anomalib_vlm.clip import load_clip_model
 

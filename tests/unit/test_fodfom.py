@@ -56,7 +56,7 @@ def test_caption_table_names_a_missing_row(tmp_path: Path) -> None:
     table = tmp_path / "captions.csv"
     table.write_text("image,caption\na/1.png,a red thing\n")
     assert CaptionTable(table)([], [Path("x/a/1.png")]) == ["a red thing"]  # matched by file name
-    with pytest.raises(ValueError, match="no row for image .*2.png"):
+    with pytest.raises(ValueError, match=r"no row for image .*2\.png"):
         CaptionTable(table)([], [Path("a/2.png")])
     (tmp_path / "bad.csv").write_text("path,text\n")
     with pytest.raises(ValueError, match="lacks the column"):
@@ -124,8 +124,13 @@ def test_box_rule_blurs_small_boxes_and_drops_images_with_a_large_one() -> None:
 
 
 def test_grounding_dino_detector_on_a_tiny_random_model(tmp_path: Path) -> None:
-    from transformers import BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoProcessor
-    from transformers import GroundingDinoImageProcessor
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
 
     from anomalib_vlm.fodfom.background import GroundingDinoDetector
 
@@ -137,16 +142,41 @@ def test_grounding_dino_detector_on_a_tiny_random_model(tmp_path: Path) -> None:
     )
     torch.manual_seed(0)
     config = GroundingDinoConfig(
-        backbone_config={"model_type": "swin", "embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1],
-                         "window_size": 2, "image_size": 64, "out_indices": [2, 3, 4]},
-        text_config={"model_type": "bert", "vocab_size": len(vocab), "hidden_size": 16, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "intermediate_size": 16},
-        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=8, num_feature_levels=3, encoder_n_points=1,
-        decoder_n_points=1, max_text_len=16, fusion_dropout=0.0, text_enhancer_dropout=0.0,
+        backbone_config={
+            "model_type": "swin",
+            "embed_dim": 8,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 1, 1],
+            "window_size": 2,
+            "image_size": 64,
+            "out_indices": [2, 3, 4],
+        },
+        text_config={
+            "model_type": "bert",
+            "vocab_size": len(vocab),
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 16,
+        },
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=8,
+        num_feature_levels=3,
+        encoder_n_points=1,
+        decoder_n_points=1,
+        max_text_len=16,
+        fusion_dropout=0.0,
+        text_enhancer_dropout=0.0,
     )
-    detector = GroundingDinoDetector(GroundingDinoForObjectDetection(config), processor, box_threshold=0.0,
-                                     text_threshold=0.0)
+    detector = GroundingDinoDetector(
+        GroundingDinoForObjectDetection(config), processor, box_threshold=0.0, text_threshold=0.0
+    )
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     boxes = detector.detect(image, "red cube")
     assert boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 0
@@ -170,14 +200,36 @@ def test_blip2_captioner_on_a_tiny_random_model() -> None:
 
     torch.manual_seed(0)
     config = Blip2Config(
-        vision_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
-        qformer_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                        "encoder_hidden_size": 16, "vocab_size": 64},
-        text_config={"model_type": "opt", "hidden_size": 16, "ffn_dim": 16, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "vocab_size": 64, "word_embed_proj_dim": 16, "bos_token_id": 2,
-                     "eos_token_id": 2, "pad_token_id": 1},
-        num_query_tokens=4, image_token_index=63,
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        qformer_config={
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "encoder_hidden_size": 16,
+            "vocab_size": 64,
+        },
+        text_config={
+            "model_type": "opt",
+            "hidden_size": 16,
+            "ffn_dim": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "vocab_size": 64,
+            "word_embed_proj_dim": 16,
+            "bos_token_id": 2,
+            "eos_token_id": 2,
+            "pad_token_id": 1,
+        },
+        num_query_tokens=4,
+        image_token_index=63,
     )
     captioner = Blip2Captioner(Blip2ForConditionalGeneration(config), Processor(), max_new_tokens=5)
     images = [np.full((40, 40, 3), value, np.uint8) for value in (0, 255)]
@@ -290,8 +342,10 @@ def test_cli_errors_name_the_missing_model_and_renderer_runs_offline(
     assert main(["fake-outliers", *common, "--output", str(tmp_path / "a"), "--sd-model", "nobody/no-sd"]) == 2
     assert "generation (Stable Diffusion) stage cannot load 'nobody/no-sd'" in capsys.readouterr().err
     config = tmp_path / "outliers.yaml"
-    config.write_text(f"generator: renderer\nrenderer_backbone: anomalib-vlm-tiny\nrenderer_pretrained: ''\n"
-                      f"renderer_families: [dotted, ring]\noutput: {tmp_path / 'b'}\nnum_per_sample: 2\n")
+    config.write_text(
+        f"generator: renderer\nrenderer_backbone: anomalib-vlm-tiny\nrenderer_pretrained: ''\n"
+        f"renderer_families: [dotted, ring]\noutput: {tmp_path / 'b'}\nnum_per_sample: 2\n"
+    )
     assert main(["fake-outliers", *common, "--config", str(config)]) == 0
     assert len(list((tmp_path / "b" / "outliers" / "striped").glob("*.png"))) == 2
     with pytest.raises(MissingModelError, match="inpainting"):
@@ -305,8 +359,17 @@ def test_supreme_trained_with_fakes_lowers_fpr95_on_held_out_ood(tmp_path: Path)
     """Small CLIP, 4 ID classes, held-out OOD families: the K+1 head with fakes beats Supreme's SMMP (no fakes)."""
     proof = _proof_module()
     args = argparse.Namespace(
-        id_classes=list(proof.ID_CLASSES), train=10, shots=10, test=16, ood=12, direction="official", slide=3e-5,
-        top_k=3, temperature=0.01, epochs=0, supcon=False,
+        id_classes=list(proof.ID_CLASSES),
+        train=10,
+        shots=10,
+        test=16,
+        ood=12,
+        direction="official",
+        slide=3e-5,
+        top_k=3,
+        temperature=0.01,
+        epochs=0,
+        supcon=False,
     )
     results = proof.outliers_run(0, tmp_path, args)
     assert results["K+1 id_classes"][0] < results["smmp"][0] - 0.2
@@ -318,11 +381,28 @@ def test_anomaly_clip_trained_on_fake_anomalies_detects_another_generators_defec
     from anomalib_vlm.data import AuxiliaryData, generate_synthetic_dataset
 
     proof = _proof_module()
-    real = generate_synthetic_dataset(tmp_path / "real", categories=["tile"], image_size=64, num_train=24,
-                                      num_test_normal=8, num_test_per_defect=4, seed=1)
+    real = generate_synthetic_dataset(
+        tmp_path / "real",
+        categories=["tile"],
+        image_size=64,
+        num_train=24,
+        num_test_normal=8,
+        num_test_per_defect=4,
+        seed=1,
+    )
     fakes = make_fake_anomalies(real, tmp_path / "fakes", RenderedDefectPainter(), categories=["tile"], seed=0)
-    data = AuxiliaryData(source="anomalib.data.MVTecAD", root=fakes, categories=["tile"], split="test",
-                         num_workers=0, seed=0)
+    data = AuxiliaryData(
+        source="anomalib.data.MVTecAD", root=fakes, categories=["tile"], split="test", num_workers=0, seed=0
+    )
     image_auroc, pixel_auroc = proof.train_and_test_anomaly_clip(data, real, "tile", 1, 4, tmp_path)
     assert image_auroc > 0.75
     assert pixel_auroc > 0.75
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "fodfom" / "generation").glob("*.yaml")), ids=str)
+def test_generation_configs_parse(config: Path) -> None:
+    from anomalib_vlm.fodfom import cli
+
+    parser = cli.outliers_parser() if "outliers" in config.name else cli.anomalies_parser()
+    args = cli._parse(parser, ["--config", str(config)])
+    assert args.input is not None and args.output is not None

@@ -23,7 +23,7 @@ from __future__ import annotations
 from enum import Enum
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from anomalib.data import InferenceBatch
 from torch import nn
 
