@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from anomalib_vlm.fodfom.errors import load_pretrained, require
+from anomalib_vlm.fodfom.errors import load_diffusion_pipeline
 
 INPAINTING_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 DEFECT_WORDS: dict[str, str] = {
@@ -125,18 +125,8 @@ class StableDiffusionInpainter:
     @classmethod
     def from_pretrained(cls, name: str = INPAINTING_MODEL, device: str | None = None) -> StableDiffusionInpainter:
         """Load an SD in-painting pipeline; a clear error when it is not available offline."""
-        diffusers = require("diffusers", "defect in-painting (Stable Diffusion)")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
-        pipeline = load_pretrained(
-            diffusers.StableDiffusionInpaintPipeline,
-            name,
-            "defect in-painting (Stable Diffusion)",
-            torch_dtype=dtype,
-            safety_checker=None,
-            requires_safety_checker=False,
-        )
-        return cls(pipeline.to(device))
+        stage = "defect in-painting (Stable Diffusion)"
+        return cls(load_diffusion_pipeline("StableDiffusionInpaintPipeline", name, stage, device))
 
     @torch.no_grad()
     def paint(

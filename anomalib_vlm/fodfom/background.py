@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from anomalib_vlm.fodfom.errors import load_pretrained, require
+from anomalib_vlm.fodfom.errors import default_device, load_pretrained, require
 
 GROUNDING_DINO_MODEL = "IDEA-Research/grounding-dino-tiny"
 """GroundingDINO SwinT-OGC in ``transformers`` (the official code's ``groundingdino_swint_ogc.pth``)."""
@@ -70,7 +70,7 @@ class GroundingDinoDetector:
     def from_pretrained(cls, name: str = GROUNDING_DINO_MODEL, device: str | None = None) -> GroundingDinoDetector:
         """Load GroundingDINO; a clear error when it is not available offline."""
         transformers = require("transformers", "background detection")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device(device)
         processor = load_pretrained(transformers.AutoProcessor, name, "background detection (GroundingDINO)")
         model = load_pretrained(
             transformers.AutoModelForZeroShotObjectDetection, name, "background detection (GroundingDINO)"

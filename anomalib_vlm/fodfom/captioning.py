@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from anomalib_vlm.fodfom.errors import load_pretrained, require
+from anomalib_vlm.fodfom.errors import default_device, load_pretrained, require
 
 CAPTION_TEMPLATE = "This is a photo of {class_name} and {caption}"
 """The text embedded per image (``clip_text.py``, ImageNet-100 branch)."""
@@ -103,7 +103,7 @@ class Blip2Captioner:
     def from_pretrained(cls, name: str = BLIP2_MODEL, device: str | None = None) -> Blip2Captioner:
         """Load BLIP-2 (fp16 on a GPU, fp32 on the CPU); a clear error when it is not available offline."""
         transformers = require("transformers", "captioning")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device(device)
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         processor = load_pretrained(transformers.Blip2Processor, name, "captioning (BLIP-2)")
         model = load_pretrained(

@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from anomalib_vlm.fodfom import anomalies, background, boundary, captioning, generators, text_embedding
-from anomalib_vlm.fodfom.pipeline import device_or_auto, make_fake_anomalies, make_fake_outliers
+from anomalib_vlm.fodfom.errors import default_device
+from anomalib_vlm.fodfom.pipeline import make_fake_anomalies, make_fake_outliers
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def outliers_parser() -> argparse.ArgumentParser:
 def main_outliers(argv: Sequence[str] | None = None) -> int:
     """Write FodFoM's fake outliers (perturbed-embedding images and blurred backgrounds) for ID class folders."""
     args = _parse(outliers_parser(), argv)
-    device = device_or_auto(args.device)
+    device = default_device(args.device)
     captioner = (
         captioning.CaptionTable(args.captions)
         if args.captions
@@ -154,7 +155,7 @@ def main_anomalies(argv: Sequence[str] | None = None) -> int:
     """Paint defects into normal images and write them with masks in anomalib's MVTec AD layout."""
     args = _parse(anomalies_parser(), argv)
     if args.painter == "stable-diffusion":
-        painter = anomalies.StableDiffusionInpainter.from_pretrained(args.inpainting_model, device_or_auto(args.device))
+        painter = anomalies.StableDiffusionInpainter.from_pretrained(args.inpainting_model, default_device(args.device))
         painter.steps = args.steps
     else:
         painter = anomalies.RenderedDefectPainter()

@@ -38,3 +38,25 @@ def load_pretrained(loader: object, name: str, stage: str, **kwargs: object) -> 
             "machine with network access (huggingface-cli download " + name + ") and set HF_HOME accordingly."
         )
         raise MissingModelError(msg) from None
+
+
+def default_device(device: str | None) -> str:
+    """``device`` as given, or CUDA when present, else the CPU (``"auto"`` counts as not given)."""
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_diffusion_pipeline(pipeline: str, name: str, stage: str, device: str | None) -> object:
+    """A ``diffusers`` pipeline class by name, loaded without the safety checker, fp16 on a GPU, on ``device``."""
+    import torch
+
+    diffusers = require("diffusers", stage)
+    device = default_device(device)
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    loaded = load_pretrained(
+        getattr(diffusers, pipeline), name, stage, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
+    )
+    return loaded.to(device)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from anomalib_vlm.fodfom.conditioning import EndOfTextConditioning
-from anomalib_vlm.fodfom.errors import load_pretrained, require
+from anomalib_vlm.fodfom.errors import default_device, load_diffusion_pipeline, require
 from anomalib_vlm.fodfom.text_embedding import TextEmbedder, TransformersClipText
 
 STABLE_DIFFUSION_MODEL = "CompVis/stable-diffusion-v1-4"
@@ -97,17 +97,8 @@ class StableDiffusionGenerator:
         SD v1's ``text_encoder`` folder lacks the projection, so it comes from ``text_model``
         (``openai/clip-vit-large-patch14``, whose text tower SD v1 uses unchanged).
         """
-        diffusers = require("diffusers", "generation (Stable Diffusion)")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
-        pipeline = load_pretrained(
-            diffusers.StableDiffusionPipeline,
-            name,
-            "generation (Stable Diffusion)",
-            torch_dtype=dtype,
-            safety_checker=None,
-            requires_safety_checker=False,
-        ).to(device)
+        device = default_device(device)
+        pipeline = load_diffusion_pipeline("StableDiffusionPipeline", name, "generation (Stable Diffusion)", device)
         from anomalib_vlm.fodfom.text_embedding import CLIP_TEXT_MODEL
 
         text = TransformersClipText.from_pretrained(text_model or CLIP_TEXT_MODEL, device=device)

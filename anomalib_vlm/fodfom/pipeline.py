@@ -31,7 +31,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from anomalib_vlm.fodfom.anomalies import DefectPainter, defect_kinds, defect_region
@@ -354,9 +353,4 @@ def make_fake_anomalies(
     return output_root
 
 
-def device_or_auto(device: str) -> str:
-    """``auto`` is CUDA when present, else the CPU."""
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-
-
-__all__ = ["Manifest", "device_or_auto", "make_fake_anomalies", "make_fake_outliers"]
+__all__ = ["Manifest", "make_fake_anomalies", "make_fake_outliers"]

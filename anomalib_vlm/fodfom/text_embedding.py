@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from anomalib_vlm.fodfom.errors import load_pretrained, require
+from anomalib_vlm.fodfom.errors import default_device, load_pretrained, require
 
 CLIP_TEXT_MODEL = "openai/clip-vit-large-patch14"
 """The text encoder of the official code (ViT-L/14, Stable Diffusion v1's text encoder)."""
@@ -72,7 +72,7 @@ class TransformersClipText:
     def from_pretrained(cls, name: str = CLIP_TEXT_MODEL, device: str | None = None) -> TransformersClipText:
         """Load the text tower and projection of a ``transformers`` CLIP checkpoint."""
         transformers = require("transformers", "text embedding")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device(device)
         model = load_pretrained(transformers.CLIPTextModelWithProjection, name, "text embedding (CLIP)")
         return cls(model.to(device))
 
