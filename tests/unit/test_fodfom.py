@@ -423,3 +423,18 @@ def test_outlier_class_head_scores_and_supcon() -> None:
     assert head.id_score(near_outliers).max() < head.id_score(samples[:40]).min()
     official = OutlierClassHead(centres[:2], samples[40:], temperature=0.1)  # MSP over all K+1: outliers look sure
     assert official.id_score(near_outliers).mean() > 0.9
+
+
+def test_supreme_outlier_class_module_scores_images_like_supreme() -> None:
+    from anomalib_vlm.models.supreme.outlier_class import OutlierClassHead, SupremeOutlierClass
+    from anomalib_vlm.models.supreme.torch_model import SupremeModel
+
+    supreme = SupremeModel("anomalib-vlm-tiny", None, image_size=32, mode="smmp").eval()
+    supreme.set_classes(["red", "blue"])
+    images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features = supreme.encode_images(images)
+        model = SupremeOutlierClass(supreme, OutlierClassHead(features[:2], features[4:], score="id_classes"))
+        scores = model(images).pred_score
+    assert scores.shape == (6,)
+    assert scores[4:].min() > scores[:2].max()  # the fakes themselves score as OOD, the prototypes as ID
