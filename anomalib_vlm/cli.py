@@ -28,7 +28,9 @@ Added commands:
 * ``anomalib-vlm pretrain-clip``: the recipe of the small CLIP that ships with the package
   (see :mod:`anomalib_vlm.clip.pretrain`);
 * ``anomalib-vlm meta-pretrain``: MetaIqa's meta-prompt pre-training on a MOS table with distortion types
-  (see :mod:`anomalib_vlm.meta_pretrain`).
+  (see :mod:`anomalib_vlm.meta_pretrain`);
+* ``anomalib-vlm fake-outliers`` / ``fake-anomalies``: FodFoM's fake outliers and fake anomalies made by
+  foundation models (see :mod:`anomalib_vlm.fodfom`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ OWN_COMMANDS = {
     "official-checkpoint": "anomalib_vlm.official_checkpoints",
     "pretrain-clip": "anomalib_vlm.clip.pretrain",
     "meta-pretrain": "anomalib_vlm.meta_pretrain",
+    "fake-outliers": "anomalib_vlm.fodfom.cli:main_outliers",
+    "fake-anomalies": "anomalib_vlm.fodfom.cli:main_anomalies",
 }
 CHECKPOINT_COMMANDS = {"test", "predict", "validate", "export"}
 """anomalib subcommands that take ``--ckpt_path`` and so can rebuild the model from it."""
@@ -215,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in OWN_COMMANDS:
         try:
-            return importlib.import_module(OWN_COMMANDS[args[0]]).main(args[1:])
+            module, _, function = OWN_COMMANDS[args[0]].partition(":")  # "module" or "module:function"
+            return getattr(importlib.import_module(module), function or "main")(args[1:])
         except (AnomalibVlmError, FileNotFoundError, ValueError) as error:
             print(f"anomalib-vlm {args[0]}: error: {error}", file=sys.stderr)
             return 2

@@ -546,7 +546,7 @@ class CaptionCorpus:
         image = np.ascontiguousarray(image, dtype=np.float32)
         mask = np.zeros((size, size), bool)
         if defect is not None:
-            image, mask = _place_defect(image, region, defect, rng)
+            image, mask = place_defect(image, region, defect, rng)
         if degradation is not None:
             t = rng.uniform(0.4, 1.0) if level is None else level
             image = _DEGRADE[degradation](np.clip(image, 0, 1).astype(np.float32), t, rng)
@@ -652,9 +652,7 @@ class CaptionCorpus:
         return f"{prefix} {article} {body}{tail}."
 
 
-def _place_defect(
-    image: _Image, region: np.ndarray, defect: str, rng: np.random.Generator
-) -> tuple[_Image, np.ndarray]:
+def place_defect(image: _Image, region: np.ndarray, defect: str, rng: np.random.Generator) -> tuple[_Image, np.ndarray]:
     """Draw ``defect`` inside ``region``, resized until it covers about 1 %-8 % of the image."""
     distance = synthetic._inner_distance(region)
     scale, best = 1.0, None
