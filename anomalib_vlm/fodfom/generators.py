@@ -12,7 +12,8 @@ image ``i`` a function of ``(embeddings[i], seeds[i])``:
   Defaults from the official ``stable_diffusion/scripts/txt2img.py``: DDIM, 50 steps, ``eta = 0``, guidance scale
   7.5 against the empty prompt, 512 x 512, seed 42.
 * :class:`DescriptionRenderer`: an offline generator for tests and the offline proof. It ranks a fixed list of
-  describable contents of the package's caption corpus (:mod:`anomalib_vlm.data.generators.corpus`: material textures and
+  describable contents of the package's caption corpus (:mod:`anomalib_vlm.data.generators.corpus`: material
+  textures and
   object shapes in colours) by the cosine similarity of their descriptions' embeddings to the given embedding,
   keeps the nearest ``top_k`` that are not in-distribution content, draws one with the seed and renders it.
   It stands in for "an image of what the embedding describes", with the FodFoM premise built in: a fake outlier
