@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import tempfile
 import time
 import warnings
@@ -65,9 +64,9 @@ def run_supreme(seed: int, name: str, root: Path, work: Path, settings: dict[str
     from anomalib import LearningType
     from lightning.pytorch import seed_everything
 
+    from anomalib_vlm.data.ood import OODDataModule
     from anomalib_vlm.models.supreme import Supreme
     from anomalib_vlm.models.supreme.ablation import TUNING_SETTINGS, quiet_engine
-    from anomalib_vlm.data.ood import OODDataModule
 
     options = SUPREME_CONFIGURATIONS[name]
     if options["mode"] == "supreme":
@@ -102,8 +101,15 @@ def supreme_study(args: argparse.Namespace) -> None:
                 started = time.perf_counter()
                 work = Path(temporary) / "work" / f"{name.replace(' ', '_')}_seed{seed}"
                 metrics = run_supreme(seed, name, root, work, settings)
-                _log(args.log, study="supreme", seed=seed, configuration=name, seconds=time.perf_counter() - started,
-                     settings={k: v for k, v in settings.items() if k != "pretrained"}, **metrics)
+                _log(
+                    args.log,
+                    study="supreme",
+                    seed=seed,
+                    configuration=name,
+                    seconds=time.perf_counter() - started,
+                    settings={k: v for k, v in settings.items() if k != "pretrained"},
+                    **metrics,
+                )
 
 
 # --------------------------------------------------------------------------------------------------- MetaIqa
@@ -184,9 +190,20 @@ def meta_iqa_study(args: argparse.Namespace) -> None:
             for rule in args.rules:
                 started = time.perf_counter()
                 metrics = run_meta_iqa(seed, rule, seen, held, args)
-                _log(args.log, study="meta_iqa", seed=seed, configuration=rule, seconds=time.perf_counter() - started,
-                     settings={"shots": args.shots, "steps": args.steps, "lr": args.lr,
-                               "train_photos": args.train_photos}, **metrics)
+                _log(
+                    args.log,
+                    study="meta_iqa",
+                    seed=seed,
+                    configuration=rule,
+                    seconds=time.perf_counter() - started,
+                    settings={
+                        "shots": args.shots,
+                        "steps": args.steps,
+                        "lr": args.lr,
+                        "train_photos": args.train_photos,
+                    },
+                    **metrics,
+                )
 
 
 # --------------------------------------------------------------------------------------------------- summary
@@ -204,11 +221,24 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 
 STUDY_METRICS = {
     "supreme": (("image_FPR95", "FPR95"), ("image_AUROC", "AUROC")),
-    "meta_iqa": (("test_seen_SRCC", "SRCC held-out photos"), ("test_held_out_SRCC", "SRCC held-out distortions"),
-                 ("train_SRCC", "SRCC shots"), ("zero_shot_seen_SRCC", "zero-shot SRCC held-out photos"),
-                 ("zero_shot_held_out_SRCC", "zero-shot SRCC held-out distortions")),
+    "meta_iqa": (
+        ("test_seen_SRCC", "SRCC held-out photos"),
+        ("test_held_out_SRCC", "SRCC held-out distortions"),
+        ("train_SRCC", "SRCC shots"),
+        ("zero_shot_seen_SRCC", "zero-shot SRCC held-out photos"),
+        ("zero_shot_held_out_SRCC", "zero-shot SRCC held-out distortions"),
+    ),
 }
 BASELINES = {"supreme": ("smmp", "plain tuning"), "meta_iqa": ("none",)}
+CONTRASTS = {
+    "supreme": {
+        "BPG, with ITC (supreme - without BPG)": ("supreme", "without BPG"),
+        "BPG, without ITC (without ITC - plain tuning)": ("without ITC", "plain tuning"),
+        "ITC, with BPG (supreme - without ITC)": ("supreme", "without ITC"),
+        "ITC, without BPG (without BPG - plain tuning)": ("without BPG", "plain tuning"),
+    },
+}
+"""Each module's effect, switched on against off with the other module held fixed (paired by seed)."""
 
 
 def summary(paths: Sequence[Path]) -> None:
@@ -228,21 +258,43 @@ def summary(paths: Sequence[Path]) -> None:
             base = runs[runs.configuration == baseline].set_index("seed")
             if base.empty:
                 continue
+            metrics = [metric for metric in metrics if not metric[0].startswith("zero_shot")]
             print(f"\npaired difference to '{baseline}' (configuration minus {baseline}; wins = seeds where better)\n")
             print(f"| configuration | {' | '.join(label for _, label in metrics)} |")
             print(f"|---|{'---|' * len(metrics)}")
             for name, group in runs.groupby("configuration", sort=False):
                 if name == baseline:
                     continue
-                group = group.set_index("seed")
-                common = group.index.intersection(base.index)
+                by_seed = group.set_index("seed")
+                common = by_seed.index.intersection(base.index)
                 cells = []
                 for key, _ in metrics:
-                    difference = group.loc[common, key] - base.loc[common, key]
+                    difference = by_seed.loc[common, key] - base.loc[common, key]
                     lower_is_better = "FPR95" in key
                     wins = int(((difference < 0) if lower_is_better else (difference > 0)).sum())
                     cells.append(f"{_format(*mean_ci(difference), signed=True)} ({wins}/{len(common)})")
                 print(f"| {name} | {' | '.join(cells)} |")
+        _contrasts(study, runs, metrics)
+
+
+def _contrasts(study: str, runs: pd.DataFrame, metrics: Sequence[tuple[str, str]]) -> None:
+    """Each module's paired effect (:data:`CONTRASTS`)."""
+    if study not in CONTRASTS:
+        return
+    print("\neach module's effect (on minus off, paired by seed; wins = seeds where on is better)\n")
+    print(f"| effect | {' | '.join(label for _, label in metrics)} |")
+    print(f"|---|{'---|' * len(metrics)}")
+    by_name = {name: group.set_index("seed") for name, group in runs.groupby("configuration")}
+    for label, (on, off) in CONTRASTS[study].items():
+        if on not in by_name or off not in by_name:
+            continue
+        common = by_name[on].index.intersection(by_name[off].index)
+        cells = []
+        for key, _ in metrics:
+            difference = by_name[on].loc[common, key] - by_name[off].loc[common, key]
+            wins = int(((difference < 0) if "FPR95" in key else (difference > 0)).sum())
+            cells.append(f"{_format(*mean_ci(difference), signed=True)} ({wins}/{len(common)})")
+        print(f"| {label} | {' | '.join(cells)} |")
 
 
 def _format(mean: float, half: float, signed: bool = False) -> str:
@@ -267,8 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     supreme = commands.add_parser("supreme", help="BPG and ITC against SMMP and plain tuning")
-    supreme.add_argument("--configurations", nargs="+", choices=list(SUPREME_CONFIGURATIONS),
-                         default=list(SUPREME_CONFIGURATIONS))
+    supreme.add_argument(
+        "--configurations", nargs="+", choices=list(SUPREME_CONFIGURATIONS), default=list(SUPREME_CONFIGURATIONS)
+    )
     supreme.add_argument("--shots", type=int, default=4)
     supreme.add_argument("--temperature", type=float, default=0.1)
     supreme.add_argument("--epochs", type=int, default=20, help="tuning epochs over the shots")
