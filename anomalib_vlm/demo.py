@@ -5,7 +5,8 @@
 
 1. Generate synthetic industrial categories (anomalib's MVTec AD folder layout).
 2. Train AnomalyClip's prompts on the test splits of all but one category (the auxiliary data), through
-   anomalib's ``Engine.fit``, on the tiny seeded CLIP that ships with the package.
+   anomalib's ``Engine.fit``, on the small CLIP that this package pre-trained on captioned synthetic images and
+   ships (``anomalib-vlm-small`` / ``anomalib-vlm-synthetic``, 64 px; ``anomalib_vlm/clip/README.md``).
 3. Test zero-shot on the held-out category with anomalib's Evaluator; print the metrics table and write
    anomalib's visualisations (image, heat map, predicted mask).
 4. Export to OpenVINO, run it with anomalib's ``OpenVINOInferencer`` and compare with the eager model.
@@ -30,7 +31,7 @@ from anomalib.deploy import ExportType, OpenVINOInferencer
 from anomalib.engine import Engine
 from PIL import Image
 
-from anomalib_vlm.clip import TINY_MODEL_NAME
+from anomalib_vlm.clip import SMALL_MODEL_NAME, SMALL_PRETRAINED_TAG
 from anomalib_vlm.cross_dataset import format_markdown, metrics_table, write_results
 from anomalib_vlm.data import CATEGORIES, AuxiliaryData, generate_synthetic_dataset
 from anomalib_vlm.deploy import OPENVINO_FP32_CONFIG
@@ -44,10 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomalib-vlm demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="Folder for data and results.")
     parser.add_argument("--test-category", default=CATEGORIES[-1], choices=CATEGORIES, help="Held-out category.")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--backbone", default=TINY_MODEL_NAME)
-    parser.add_argument("--pretrained", default=None, help="open_clip tag or checkpoint file (default: random).")
+    parser.add_argument("--image-size", type=int, default=64, help="The small CLIP was pre-trained at 64 px.")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--backbone", default=SMALL_MODEL_NAME)
+    parser.add_argument(
+        "--pretrained",
+        default=SMALL_PRETRAINED_TAG,
+        type=lambda value: None if value.lower() in {"none", "null"} else value,
+        help="open_clip tag or checkpoint file; 'none' for seeded random weights.",
+    )
+    parser.add_argument(
+        "--image-score",
+        default="global",
+        choices=["global", "map_max", "global_plus_map_max"],
+        help="'global' is the paper's; random weights need the map maximum ('global_plus_map_max').",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -73,8 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         pretrained=args.pretrained,
         image_size=args.image_size,
         epochs=args.epochs,
-        # The tiny random backbone's global feature is weak; the map maximum carries the image decision.
-        image_score="global_plus_map_max",
+        image_score=args.image_score,
     )
     engine = Engine(default_root_dir=output / "results", accelerator="cpu", devices=1, logger=False)
     auxiliary = AuxiliaryData(
