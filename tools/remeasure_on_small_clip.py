@@ -8,7 +8,7 @@ shots and initialisation, so the per-seed *differences* carry the claim and thei
 where the seeds' own spread is wide.
 
 ``supreme``: Supreme's BPG and ITC against SMMP (training-free) and plain tuning (neither module), on the
-package's synthetic OOD data (4 ID texture classes, 3 OOD kinds; :mod:`anomalib_vlm.models.supreme.ablation`'s
+package's synthetic OOD data (4 ID texture classes, 3 OOD kinds; `tools/supreme_ablation.py`'s
 sizes), FPR95 / AUROC of the OOD images against the ID test images (the held-out split: no shot is a test image).
 The seed sets the shots drawn per class, the prompt initialisation, the shot order and the bias samples.
 
@@ -63,10 +63,10 @@ def run_supreme(seed: int, name: str, root: Path, work: Path, settings: dict[str
     """One Supreme configuration at one seed, through anomalib's Engine (tuning, calibration, test)."""
     from anomalib import LearningType
     from lightning.pytorch import seed_everything
+    from supreme_ablation import TUNING_SETTINGS, quiet_engine  # tools/supreme_ablation.py, next to this script
 
-    from anomalib_vlm.data.ood import OODDataModule
+    from anomalib_vlm.data import OODDataModule
     from anomalib_vlm.models.supreme import Supreme
-    from anomalib_vlm.models.supreme.ablation import TUNING_SETTINGS, quiet_engine
 
     options = SUPREME_CONFIGURATIONS[name]
     if options["mode"] == "supreme":
@@ -90,8 +90,9 @@ def run_supreme(seed: int, name: str, root: Path, work: Path, settings: dict[str
 
 def supreme_study(args: argparse.Namespace) -> None:
     """Every configuration at every seed, one JSON line per run."""
-    from anomalib_vlm.data.ood import generate_synthetic_ood_dataset
-    from anomalib_vlm.models.supreme.ablation import SYNTHETIC_DATA
+    from supreme_ablation import SYNTHETIC_DATA
+
+    from anomalib_vlm.data import generate_synthetic_ood_dataset
 
     settings = SMALL | {"shots": args.shots, "temperature": args.temperature, "epochs": args.epochs}
     with tempfile.TemporaryDirectory() as temporary:
@@ -121,7 +122,7 @@ RULES = ("none", "grmp", "prograd")
 
 
 def _iqa_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from anomalib_vlm.data.iqa import generate_iqa_dataset, read_mos_csv
+    from anomalib_vlm.data import generate_iqa_dataset, read_mos_csv
 
     seen = read_mos_csv(generate_iqa_dataset(folder / "seen", "skimage", SEEN_DISTORTIONS, image_size=64, seed=1))
     held = read_mos_csv(generate_iqa_dataset(folder / "held", "skimage", HELD_OUT_DISTORTIONS, image_size=64, seed=1))
@@ -132,7 +133,7 @@ def run_meta_iqa(
     seed: int, rule: str, seen: pd.DataFrame, held: pd.DataFrame, args: argparse.Namespace
 ) -> dict[str, float]:
     """Fine-tune with one gradient rule on one seed's shots; SRCC on the held-out photographs."""
-    from anomalib_vlm.data.iqa import IqaDataset
+    from anomalib_vlm.data import IqaDataset
     from anomalib_vlm.models.meta_iqa import MetaIqa
 
     references = sorted(seen.reference.unique())
