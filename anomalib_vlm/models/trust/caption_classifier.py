@@ -129,7 +129,7 @@ class _TextTower(nn.Module):
 
     def __init__(self, clip: nn.Module) -> None:
         super().__init__()
-        self.token_embedding = copy.deepcopy(clip.token_embedding).requires_grad_(False)  # vocabulary stays
+        self.token_embedding = copy.deepcopy(clip.token_embedding).requires_grad_(True)
         self.positional_embedding = nn.Parameter(clip.positional_embedding.detach().clone())
         self.transformer = copy.deepcopy(clip.transformer).requires_grad_(True)
         self.ln_final = copy.deepcopy(clip.ln_final).requires_grad_(True)
@@ -148,9 +148,9 @@ class _TextTower(nn.Module):
 class ClipCaptionClassifier(CaptionClassifier):
     """Our CLIP text tower, fine-tuned with a linear head on the source captions (DistilBERT's role, officially).
 
-    The tower is a copy: the model's own CLIP (whose text tower gives the uncertainty weights) stays frozen. The
-    token embedding is kept as it is; blocks, final norm and projection are fine-tuned, as the official code
-    fine-tunes all of DistilBERT.
+    The tower is a copy: the model's own CLIP (whose text tower gives the uncertainty weights) stays frozen. All of
+    the copy is fine-tuned, as the official code fine-tunes all of DistilBERT (with the token embedding frozen, the
+    small CLIP's pseudo-labels were 0.66 accurate instead of 0.93 on the night shift).
 
     Args:
         clip (nn.Module): the open_clip model whose text tower is copied.
