@@ -175,6 +175,7 @@ class Trust(ClipBackboneModule, AnomalibModule):
             use_uncertainty=use_uncertainty,
         )
         self._cache: dict[str, torch.Tensor] = {}
+        self._caption_classifier: list[CaptionClassifier] = []
         if source_model is not None:
             self._start_from_supreme_checkpoint(source_model)
         elif class_names is not None:
@@ -290,6 +291,11 @@ class Trust(ClipBackboneModule, AnomalibModule):
             )
             raise ValueError(msg)
 
+    @property
+    def caption_classifier(self) -> CaptionClassifier | None:
+        """The caption classifier trained by :meth:`prepare_adaptation` (``None`` before)."""
+        return self._caption_classifier[0] if self._caption_classifier else None
+
     def build_caption_classifier(self) -> CaptionClassifier:
         """The caption classifier the options name (untrained)."""
         options = {}
@@ -339,7 +345,7 @@ class Trust(ClipBackboneModule, AnomalibModule):
         clip_captions = encode_fixed_texts(self.model.clip, self.hparams.backbone, datamodule.target_captions)
         cache["target_clip_captions"] = F.normalize(clip_captions.float(), dim=-1).to(device)
         self._cache = cache
-        self.caption_classifier = classifier
+        self._caption_classifier = [classifier]  # training-time only: kept out of the module tree and checkpoints
         logger.info("Caption classifier trained (last loss %.3f); %d target pseudo-labels.", loss, len(pseudo_logits))
 
     def on_fit_start(self) -> None:
@@ -358,16 +364,39 @@ class Trust(ClipBackboneModule, AnomalibModule):
             loss = F.cross_entropy(logits, source["label"])
             self.log("train_source_loss", loss.detach(), prog_bar=True)
             return {"loss": loss}
+        views = [source["image"], source["strong"], target["image"], target["strong"]]
+        features = self.model.encode(normalise(torch.cat(views))).split([len(view) for view in views])
+        losses = self.adaptation_losses(*features, source["label"], source["index"], target["index"])
+        self.log_dict({f"train_{name}": value for name, value in losses.items() if name != "loss"}, prog_bar=False)
+        self.log("train_loss", losses["loss"].detach(), prog_bar=True)
+        return {"loss": losses["loss"]}
+
+    def adaptation_losses(
+        self,
+        source_weak: torch.Tensor,
+        source_strong: torch.Tensor,
+        target_weak: torch.Tensor,
+        target_strong: torch.Tensor,
+        source_labels: torch.Tensor,
+        source_rows: torch.Tensor,
+        target_rows: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """TRUST's losses from the normalised image features of both views of a source and a target batch.
+
+        Args:
+            source_weak, source_strong, target_weak, target_strong (torch.Tensor): ``[B, D]`` features.
+            source_labels (torch.Tensor): ``[Bs]`` source classes.
+            source_rows, target_rows (torch.Tensor): the samples' rows in the datamodule (for the cached
+                pseudo-labels, caption features and uncertainty embeddings).
+
+        Raises:
+            RuntimeError: :meth:`prepare_adaptation` has not run.
+        """
         if not self._cache:
             msg = "Trust.prepare_adaptation() must run before training (Engine.fit does it in on_fit_start)."
             raise RuntimeError(msg)
-        views = [source["image"], source["strong"], target["image"], target["strong"]]
-        sizes = [len(view) for view in views]
-        features = self.model.encode(normalise(torch.cat(views)))
-        source_weak, source_strong, target_weak, target_strong = features.split(sizes)
-        logits = self.model.logits(features)
-        source_logits, _, target_logits, target_strong_logits = logits.split(sizes)
-        source_rows, target_rows = source["index"], target["index"]
+        source_logits = self.model.logits(source_weak)
+        target_logits, target_strong_logits = self.model.logits(torch.cat([target_weak, target_strong])).chunk(2)
         weights = caption_uncertainty_weights(
             self._cache["target_clip_images"][target_rows],
             self._cache["target_clip_captions"][target_rows],
@@ -380,9 +409,9 @@ class Trust(ClipBackboneModule, AnomalibModule):
         contrastive_features = torch.stack(
             [torch.cat([source_weak, target_weak]), torch.cat([source_strong, target_strong])], dim=1
         )
-        losses = self.loss(
+        return self.loss(
             source_logits,
-            source["label"],
+            source_labels,
             target_logits,
             target_strong_logits,
             self._cache["pseudo_labels"][target_rows],
@@ -390,9 +419,6 @@ class Trust(ClipBackboneModule, AnomalibModule):
             contrastive_features,
             captions @ captions.T,
         )
-        self.log_dict({f"train_{name}": value for name, value in losses.items() if name != "loss"}, prog_bar=False)
-        self.log("train_loss", losses["loss"].detach(), prog_bar=True)
-        return {"loss": losses["loss"]}
 
     def _predict(self, batch: Batch) -> Batch:
         id_score, probabilities = self.model.score(batch.image)

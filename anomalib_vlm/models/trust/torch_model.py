@@ -128,12 +128,49 @@ class TrustModel(nn.Module):
         self.prototypes = nn.Parameter(F.normalize(prototypes.float(), dim=-1).to(self.prototypes.device))
 
     # ------------------------------------------------------------------ inference
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, D]`` normalised image embeddings of pre-processed images (with gradient where trained)."""
+    @property
+    def frozen_depth(self) -> int:
+        """Image-tower blocks that are not fine-tuned (their output can be cached for fixed inputs)."""
+        if self.trainable_blocks is None:
+            return 0
+        return len(self.clip.visual.transformer.resblocks) - self.trainable_blocks
+
+    def encode_prefix(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, L, W]`` tokens after the frozen blocks (patch embedding, class token, ``ln_pre``, frozen blocks)."""
         if images.ndim != 4 or images.shape[1] != self.clip.visual.conv1.in_channels:
             msg = f"TrustModel expects images [B, 3, H, W], got {list(images.shape)}"
             raise ValueError(msg)
-        return F.normalize(self.vision(images).global_feature, dim=-1)
+        visual = self.clip.visual
+        x = visual.conv1(images).flatten(2).transpose(1, 2)
+        class_token = visual.class_embedding.to(x.dtype).reshape(1, 1, -1).expand(x.shape[0], -1, -1)
+        x = visual.ln_pre(torch.cat([class_token, x], dim=1) + self.vision.positional_embedding.to(x.dtype))
+        for block in visual.transformer.resblocks[: self.frozen_depth]:
+            x = self._block(block, x)
+        return x
+
+    def _block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        attention, _ = self.vision._attention(block, block.ln_1(x), with_vv=False)  # SDPA, exportable
+        x = x + attention
+        return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+    def encode_from_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, D]`` normalised image embeddings from :meth:`encode_prefix`'s tokens (the fine-tuned blocks)."""
+        visual = self.clip.visual
+        for block in visual.transformer.resblocks[self.frozen_depth :]:
+            tokens = self._block(block, tokens)
+        return F.normalize(visual.ln_post(tokens[:, 0]) @ visual.proj, dim=-1)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, D]`` normalised image embeddings of pre-processed images (with gradient where trained).
+
+        The frozen blocks run without gradient; split in two so that a caller may cache :meth:`encode_prefix`.
+        """
+        if self.frozen_depth:
+            with torch.no_grad():
+                tokens = self.encode_prefix(images)
+        else:
+            tokens = self.encode_prefix(images)
+        return self.encode_from_prefix(tokens)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """``[B, C]`` class logits ``cos(f, P_c) / tau`` of normalised features."""
