@@ -120,3 +120,19 @@ def test_unknown_target_class_and_wrong_class_names_are_named(shifted_root: Path
         CaptionedDomainDataModule(root, num_workers=0).setup()
     with pytest.raises(ValueError, match="2 class names given for 6 source class folders"):
         CaptionedDomainDataModule(root, class_names=["a", "b"], num_workers=0).index()
+
+
+# ---------------------------------------------------------------------------------------------- model
+def test_split_image_tower_is_clips_embedding_and_only_the_last_blocks_train() -> None:
+    from anomalib_vlm.models.trust import TrustModel
+
+    model = TrustModel("anomalib-vlm-tiny", pretrained=None, image_size=64, trainable_blocks=2).eval()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = F.normalize(model.vision(images).global_feature, dim=-1)
+        torch.testing.assert_close(model.encode(images), expected)
+        torch.testing.assert_close(model.encode_from_prefix(model.encode_prefix(images)), expected)
+    trained = {name for name, p in model.clip.named_parameters() if p.requires_grad}
+    assert trained and all(name.startswith(("visual.transformer.resblocks.22", "visual.transformer.resblocks.23", "visual.ln_post", "visual.proj")) for name in trained)
+    with pytest.raises(RuntimeError, match="no classes yet"):
+        model.logits(expected)
