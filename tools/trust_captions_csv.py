@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-vlm authors
 # SPDX-License-Identifier: Apache-2.0
 
-"""Write TRUST's captions table (image_path,caption) from a LaGTran / TRUST ``metadata.json``.
+r"""Write TRUST's captions table (image_path,caption) from a LaGTran / TRUST ``metadata.json``.
 
 The official DomainNet and GeoNet captions come in a JSON file whose splits (``"<domain>_<split>"``) hold
 ``images`` (``id``, ``filename``) and ``metadata`` (``image_id`` and the text fields). DomainNet's caption is the
@@ -48,6 +48,7 @@ def captions_from_metadata(metadata: dict, fields: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: read the metadata, write the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--metadata", type=Path, required=True)
     parser.add_argument("--field", action="append", required=True, help="text field(s), joined by commas")

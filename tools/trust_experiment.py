@@ -60,6 +60,7 @@ def _target_truth(datamodule: CaptionedDomainDataModule) -> tuple[torch.Tensor, 
 
 
 def run(args: argparse.Namespace, seed: int, noise: float) -> dict:
+    """One seed and noise level: data, caption classifier, uncertainty weights, then every variant."""
     root = generate_domain_shift_dataset(
         args.data_root / f"{args.shift}_noise{noise}_seed{seed}",
         shift=args.shift,
@@ -98,8 +99,10 @@ def run(args: argparse.Namespace, seed: int, noise: float) -> dict:
     for _ in range(20):
         rows = torch.randperm(len(truth), generator=generator)[:32]
         weights[rows] += caption_uncertainty_weights(
-            reference._cache["target_clip_images"][rows], reference._cache["target_clip_captions"][rows],
-            reference.model.clip.logit_scale.exp(), args.uncertainty_temperature,
+            reference._cache["target_clip_images"][rows],
+            reference._cache["target_clip_captions"][rows],
+            reference.model.clip.logit_scale.exp(),
+            args.uncertainty_temperature,
         )
         counts[rows] += 1
     weights = weights / counts.clamp_min(1)
@@ -113,8 +116,12 @@ def run(args: argparse.Namespace, seed: int, noise: float) -> dict:
     cached = {
         "source_weak": _prefix(reference, _images(datamodule.domain_dataset("source", strong=False))),
         "target_weak": _prefix(reference, _images(datamodule.domain_dataset("target", strong=False))),
-        "source_strong": torch.stack([_prefix(reference, _images(source_dataset, "strong")) for _ in range(args.strong_views)]),
-        "target_strong": torch.stack([_prefix(reference, _images(target_dataset, "strong")) for _ in range(args.strong_views)]),
+        "source_strong": torch.stack(
+            [_prefix(reference, _images(source_dataset, "strong")) for _ in range(args.strong_views)]
+        ),
+        "target_strong": torch.stack(
+            [_prefix(reference, _images(target_dataset, "strong")) for _ in range(args.strong_views)]
+        ),
         "test": _prefix(reference, torch.stack([item.image for item in datamodule.test_data])),
     }
     test_classes = torch.stack([item.gt_class for item in datamodule.test_data])
@@ -128,7 +135,10 @@ def run(args: argparse.Namespace, seed: int, noise: float) -> dict:
         model._cache = reference._cache
         accuracy = train_variant(model, cached, source_labels, test_classes, args, seed)
         result[variant] = accuracy
-        print(f"seed {seed} noise {noise} {variant}: target accuracy {accuracy:.3f} ({time.time() - start:.0f} s)", flush=True)
+        print(
+            f"seed {seed} noise {noise} {variant}: target accuracy {accuracy:.3f} ({time.time() - start:.0f} s)",
+            flush=True,
+        )
     return result
 
 
@@ -160,10 +170,14 @@ def train_variant(
                 logits = model.model.logits(encode(cached["source_weak"][s_rows]))
                 loss = torch.nn.functional.cross_entropy(logits, source_labels[s_rows])
             else:
-                tokens = torch.cat([
-                    cached["source_weak"][s_rows], cached["source_strong"][view][s_rows],
-                    cached["target_weak"][t_rows], cached["target_strong"][view][t_rows],
-                ])
+                tokens = torch.cat(
+                    [
+                        cached["source_weak"][s_rows],
+                        cached["source_strong"][view][s_rows],
+                        cached["target_weak"][t_rows],
+                        cached["target_strong"][view][t_rows],
+                    ]
+                )
                 features = encode(tokens).split([len(s_rows)] * 2 + [len(t_rows)] * 2)
                 loss = model.adaptation_losses(*features, source_labels[s_rows], s_rows, t_rows)["loss"]
             optimizer.zero_grad()
@@ -194,6 +208,7 @@ def summarise(results: list[dict], variants: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: run every seed and noise level, write the JSON, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.4])
@@ -214,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     results = [run(args, seed, noise) for seed in args.seeds for noise in args.noise]
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"arguments": {k: str(v) for k, v in vars(args).items()}, "runs": results}, indent=2))
+    args.output.write_text(
+        json.dumps({"arguments": {k: str(v) for k, v in vars(args).items()}, "runs": results}, indent=2)
+    )
     print("\n".join(summarise(results, args.variants)))
     return 0
 

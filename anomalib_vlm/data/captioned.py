@@ -64,7 +64,10 @@ def read_captions_csv(path: str | Path) -> dict[Path, str]:
         columns = {name.strip().lower(): name for name in reader.fieldnames or []}
         missing = [name for name in CAPTION_COLUMNS if name not in columns]
         if missing:
-            msg = f"Captions table {path} lacks the columns {missing}: expected {list(CAPTION_COLUMNS)}, found {reader.fieldnames}"
+            msg = (
+                f"Captions table {path} lacks the columns {missing}: expected {list(CAPTION_COLUMNS)}, "
+                f"found {reader.fieldnames}"
+            )
             raise ValueError(msg)
         for row_number, row in enumerate(reader, start=2):  # line 1 is the header
             image = Path(str(row[columns["image_path"]] or "").strip())
@@ -77,7 +80,9 @@ def read_captions_csv(path: str | Path) -> dict[Path, str]:
                 msg = f"Captions table {path}, line {row_number}: image {image} does not exist (looked for {resolved})"
                 raise FileNotFoundError(msg)
             if not caption:
-                msg = f"Captions table {path}, line {row_number}: the caption of {image} is empty; every image needs one"
+                msg = (
+                    f"Captions table {path}, line {row_number}: the caption of {image} is empty; every image needs one"
+                )
                 raise ValueError(msg)
             if resolved in captions and captions[resolved] != caption:
                 msg = f"Captions table {path}, line {row_number}: {image} is captioned twice, differently"

@@ -113,6 +113,26 @@ def _caption(corpus: CaptionCorpus, family: str, colour: str, rng: np.random.Gen
     return f"{opening} {body}"
 
 
+def _check_arguments(
+    classes: list[str], shift: str, caption_noise: float, num_source: int, num_target: int, num_target_test: int
+) -> None:
+    """Raise ``ValueError`` naming the first bad argument of :func:`generate_domain_shift_dataset`."""
+    unknown = [name for name in classes if name not in MATERIALS]
+    if unknown or len(classes) < 2 or len(set(classes)) != len(classes):
+        msg = f"classes must be at least two distinct material families of {sorted(MATERIALS)}, got {classes}"
+        raise ValueError(msg)
+    if shift not in SHIFTS:
+        msg = f"shift must be one of {sorted(SHIFTS)}, got {shift!r}"
+        raise ValueError(msg)
+    if not 0.0 <= caption_noise <= 1.0:
+        msg = f"caption_noise must be in [0, 1], got {caption_noise}"
+        raise ValueError(msg)
+    for name, value in {"num_source": num_source, "num_target": num_target, "num_target_test": num_target_test}.items():
+        if value < 1:
+            msg = f"{name} must be >= 1, got {value}"
+            raise ValueError(msg)
+
+
 def generate_domain_shift_dataset(
     root: str | Path,
     classes: Sequence[str] = DEFAULT_CLASSES,
@@ -131,7 +151,9 @@ def generate_domain_shift_dataset(
         classes (Sequence[str]): material families of :data:`~anomalib_vlm.data.corpus.MATERIALS`.
         shift (str): target rendering, a key of :data:`SHIFTS`. Defaults to ``"night"``.
         caption_noise (float): share of target captions that describe another class, in ``[0, 1]``.
-        num_source, num_target, num_target_test (int): images per class in each part.
+        num_source (int): source images per class.
+        num_target (int): unlabelled target images per class.
+        num_target_test (int): labelled target test images per class.
         image_size (int): image side. Defaults to ``64`` (the small CLIP's).
         seed (int): dataset seed; images and noise draws depend only on it and their position.
 
@@ -142,20 +164,7 @@ def generate_domain_shift_dataset(
         ValueError: unknown classes or shift, fewer than two classes, a noise outside ``[0, 1]`` or counts < 1.
     """
     classes = list(classes)
-    unknown = [name for name in classes if name not in MATERIALS]
-    if unknown or len(classes) < 2 or len(set(classes)) != len(classes):
-        msg = f"classes must be at least two distinct material families of {sorted(MATERIALS)}, got {classes}"
-        raise ValueError(msg)
-    if shift not in SHIFTS:
-        msg = f"shift must be one of {sorted(SHIFTS)}, got {shift!r}"
-        raise ValueError(msg)
-    if not 0.0 <= caption_noise <= 1.0:
-        msg = f"caption_noise must be in [0, 1], got {caption_noise}"
-        raise ValueError(msg)
-    for name, value in {"num_source": num_source, "num_target": num_target, "num_target_test": num_target_test}.items():
-        if value < 1:
-            msg = f"{name} must be >= 1, got {value}"
-            raise ValueError(msg)
+    _check_arguments(classes, shift, caption_noise, num_source, num_target, num_target_test)
     root = Path(root)
     settings = {
         "classes": classes,

@@ -52,8 +52,15 @@ def test_distilbert_caption_classifier_learns_on_a_tiny_random_config() -> None:
     words = ["striped", "dotted", "red", "blue", "a", "photo", "of", "texture", "dark", "sketch"]
     vocab = {word: index for index, word in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
     tokenizer = transformers.BertTokenizerFast(vocab=vocab)  # DistilBERT's tokenizer is BERT's word-piece one
-    config = transformers.DistilBertConfig(vocab_size=20, dim=32, hidden_dim=64, n_layers=2, n_heads=2, max_position_embeddings=32)
-    train = ["a photo of a red striped texture", "a photo of a blue striped texture", "a photo of a red dotted texture", "a photo of a blue dotted texture"] * 4
+    config = transformers.DistilBertConfig(
+        vocab_size=20, dim=32, hidden_dim=64, n_layers=2, n_heads=2, max_position_embeddings=32
+    )
+    train = [
+        "a photo of a red striped texture",
+        "a photo of a blue striped texture",
+        "a photo of a red dotted texture",
+        "a photo of a blue dotted texture",
+    ] * 4
     labels = [0, 0, 1, 1] * 4
     classifier = DistilBertCaptionClassifier(config, tokenizer=tokenizer, epochs=40, batch_size=8, learning_rate=3e-3)
     classifier.fit(train, labels, 2)
@@ -62,14 +69,22 @@ def test_distilbert_caption_classifier_learns_on_a_tiny_random_config() -> None:
     assert classifier.features(held_out).shape == (2, 32)
 
 
-def test_adapted_model_trains_in_engine_checkpoints_and_exports(shifted: CaptionedDomainDataModule, tmp_path: Path) -> None:
+def test_adapted_model_trains_in_engine_checkpoints_and_exports(
+    shifted: CaptionedDomainDataModule, tmp_path: Path
+) -> None:
     """One epoch on the tiny CLIP through Engine.fit / test, a lean checkpoint, and ONNX matching the eager model."""
     from anomalib.deploy import ExportType
     from anomalib.engine import Engine
 
     model = Trust(
-        backbone="anomalib-vlm-tiny", pretrained=None, image_size=64, epochs=1, trainable_blocks=2,
-        caption_epochs=2, caption_learning_rate=1e-3, learning_rate=0.01,
+        backbone="anomalib-vlm-tiny",
+        pretrained=None,
+        image_size=64,
+        epochs=1,
+        trainable_blocks=2,
+        caption_epochs=2,
+        caption_learning_rate=1e-3,
+        learning_rate=0.01,
     )
     engine = Engine(default_root_dir=tmp_path, accelerator="cpu", enable_progress_bar=False, logger=False)
     before = model.model.prototypes.detach().clone() if model.model.num_classes else None
@@ -96,7 +111,9 @@ def test_adapted_model_trains_in_engine_checkpoints_and_exports(shifted: Caption
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    exported = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": images.numpy()}), strict=True))
+    exported = dict(
+        zip([o.name for o in session.get_outputs()], session.run(None, {"input": images.numpy()}), strict=True)
+    )
     np.testing.assert_allclose(exported["pred_score"].reshape(eager.shape), eager, atol=1e-4)
     from anomalib_vlm.deploy import compile_openvino, onnx_to_openvino
 

@@ -55,7 +55,9 @@ def test_trust_loss_weights_target_terms_by_w_and_one_minus_w() -> None:
     expected_strong = ((1 - weights) * F.cross_entropy(logits[2], self_labels, reduction="none")).mean()
     torch.testing.assert_close(parts["target_loss"], expected_target)
     torch.testing.assert_close(parts["strong_loss"], expected_strong)
-    plain = TrustLoss(contrastive_weight=0.0, use_uncertainty=False)(logits[0], labels, logits[1], logits[2], pseudo, weights)
+    plain = TrustLoss(contrastive_weight=0.0, use_uncertainty=False)(
+        logits[0], labels, logits[1], logits[2], pseudo, weights
+    )
     torch.testing.assert_close(plain["target_loss"], F.cross_entropy(logits[1], pseudo))
     assert float(plain["strong_loss"]) == 0.0
 
@@ -64,8 +66,13 @@ def test_trust_loss_weights_target_terms_by_w_and_one_minus_w() -> None:
 @pytest.fixture(scope="module")
 def shifted_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_domain_shift_dataset(
-        tmp_path_factory.mktemp("shift"), shift="night", caption_noise=0.5, num_source=6, num_target=6,
-        num_target_test=3, seed=3,
+        tmp_path_factory.mktemp("shift"),
+        shift="night",
+        caption_noise=0.5,
+        num_source=6,
+        num_target=6,
+        num_target_test=3,
+        seed=3,
     )
 
 
@@ -133,6 +140,11 @@ def test_split_image_tower_is_clips_embedding_and_only_the_last_blocks_train() -
         torch.testing.assert_close(model.encode(images), expected)
         torch.testing.assert_close(model.encode_from_prefix(model.encode_prefix(images)), expected)
     trained = {name for name, p in model.clip.named_parameters() if p.requires_grad}
-    assert trained and all(name.startswith(("visual.transformer.resblocks.22", "visual.transformer.resblocks.23", "visual.ln_post", "visual.proj")) for name in trained)
+    assert trained and all(
+        name.startswith(
+            ("visual.transformer.resblocks.22", "visual.transformer.resblocks.23", "visual.ln_post", "visual.proj")
+        )
+        for name in trained
+    )
     with pytest.raises(RuntimeError, match="no classes yet"):
         model.logits(expected)

@@ -75,7 +75,12 @@ def train_classifier(
         logits_of (Callable[[torch.Tensor], torch.Tensor]): index batch -> ``[b, C]`` logits.
         parameters (Sequence[nn.Parameter]): what is trained.
         labels (torch.Tensor): ``[N]`` class indices.
-        epochs, batch_size, learning_rate, weight_decay, gradient_clip_norm, seed: the schedule.
+        epochs (int): passes over the data.
+        batch_size (int): samples per step.
+        learning_rate (float): AdamW's initial learning rate.
+        weight_decay (float): AdamW's weight decay.
+        gradient_clip_norm (float | None): gradient-norm clipping (``None``: none).
+        seed (int): seed of the batches.
 
     Returns:
         float: the mean loss of the last epoch.

@@ -32,7 +32,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from anomalib import LearningType
-from anomalib.data import Batch
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
@@ -43,6 +42,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from anomalib_vlm.clip import backbone_fingerprint, clip_pre_processor, encode_fixed_texts
 from anomalib_vlm.metrics import IDAccuracy, RawScorePostProcessor
 from anomalib_vlm.models.components import ClipBackboneModule
+from anomalib_vlm.models.supreme import Supreme
 from anomalib_vlm.models.supreme.torch_model import check_class_names
 
 from .caption_classifier import CaptionClassifier, ClipCaptionClassifier, DistilBertCaptionClassifier
@@ -217,8 +217,6 @@ class Trust(ClipBackboneModule, AnomalibModule):
         self.model.set_classes(source.class_names, source.text_prototypes.detach().clone())
 
     def _start_from_supreme_checkpoint(self, path: str) -> None:
-        from anomalib_vlm.models.supreme import Supreme
-
         if not Path(path).is_file():
             msg = f"source_model: Supreme checkpoint {path} does not exist"
             raise FileNotFoundError(msg)
@@ -234,11 +232,13 @@ class Trust(ClipBackboneModule, AnomalibModule):
     ) -> PreProcessor:
         """The backbone's own resize and normalisation (open_clip's declarations), skipping training batches."""
         size = image_size or (224, 224)
-        return TrustPreProcessor(transform=clip_pre_processor(backbone, pretrained, size, resize_mode="squash").transform)
+        return TrustPreProcessor(
+            transform=clip_pre_processor(backbone, pretrained, size, resize_mode="squash").transform
+        )
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:
-        """anomalib's post-processor (thresholds on the OOD score), keeping the raw scores."""
+        """Anomalib's post-processor (thresholds on the OOD score), keeping the raw scores."""
         return RawScorePostProcessor()
 
     @staticmethod
@@ -384,10 +384,14 @@ class Trust(ClipBackboneModule, AnomalibModule):
         """TRUST's losses from the normalised image features of both views of a source and a target batch.
 
         Args:
-            source_weak, source_strong, target_weak, target_strong (torch.Tensor): ``[B, D]`` features.
+            source_weak (torch.Tensor): ``[Bs, D]`` features of the source weak view.
+            source_strong (torch.Tensor): ``[Bs, D]`` features of the source strong view.
+            target_weak (torch.Tensor): ``[Bt, D]`` features of the target weak view.
+            target_strong (torch.Tensor): ``[Bt, D]`` features of the target strong view.
             source_labels (torch.Tensor): ``[Bs]`` source classes.
-            source_rows, target_rows (torch.Tensor): the samples' rows in the datamodule (for the cached
-                pseudo-labels, caption features and uncertainty embeddings).
+            source_rows (torch.Tensor): ``[Bs]`` the source samples' rows in the datamodule.
+            target_rows (torch.Tensor): ``[Bt]`` the target samples' rows (for the cached pseudo-labels, caption
+                features and uncertainty embeddings).
 
         Raises:
             RuntimeError: :meth:`prepare_adaptation` has not run.
@@ -420,27 +424,11 @@ class Trust(ClipBackboneModule, AnomalibModule):
             captions @ captions.T,
         )
 
-    def _predict(self, batch: Batch) -> Batch:
-        id_score, probabilities = self.model.score(batch.image)
-        changes: dict[str, torch.Tensor] = {"pred_score": 1.0 - id_score}
-        if hasattr(batch, "pred_class"):
-            changes["pred_class"] = probabilities.argmax(dim=-1)
-        return batch.update(**changes)
-
-    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Score a validation batch (thresholds of the OOD score)."""
-        del args, kwargs  # These variables are not used.
-        return self._predict(batch)
-
-    def test_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Score and classify a test batch."""
-        del args, kwargs  # These variables are not used.
-        return self._predict(batch)
-
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
-        """Score and classify a prediction batch."""
-        del batch_idx, dataloader_idx  # These variables are not used.
-        return self._predict(batch)
+    # Scoring is Supreme's own (``model.score``: ID score and class probabilities -> pred_score, pred_class).
+    _predict = Supreme._predict
+    validation_step = Supreme.validation_step
+    test_step = Supreme.test_step
+    predict_step = Supreme.predict_step
 
     # ------------------------------------------------------------------ checkpoints (see ClipBackboneModule)
     def backbone_identity(self) -> dict[str, Any]:
@@ -454,7 +442,10 @@ class Trust(ClipBackboneModule, AnomalibModule):
         if saved is None:
             return
         tolerance = 1e-6 * max(1.0, abs(self._pretrained_fingerprint))
-        if saved["backbone"] != self.hparams.backbone or abs(saved["fingerprint"] - self._pretrained_fingerprint) > tolerance:
+        if (
+            saved["backbone"] != self.hparams.backbone
+            or abs(saved["fingerprint"] - self._pretrained_fingerprint) > tolerance
+        ):
             from anomalib_vlm.errors import CheckpointMismatchError
 
             raise CheckpointMismatchError(self.mismatch_message(saved, self.hparams.backbone, self.hparams.pretrained))

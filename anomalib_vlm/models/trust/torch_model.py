@@ -67,7 +67,10 @@ class TrustModel(nn.Module):
         )
         depth = len(self.clip.visual.transformer.resblocks)
         if trainable_blocks is not None and not 0 <= trainable_blocks <= depth:
-            msg = f"trainable_blocks must be in [0, {depth}] for this {depth}-block image tower (or None), got {trainable_blocks}"
+            msg = (
+                f"trainable_blocks must be in [0, {depth}] for this {depth}-block image tower (or None), "
+                f"got {trainable_blocks}"
+            )
             raise ValueError(msg)
         self.trainable_blocks = trainable_blocks
         self.class_names: list[str] = []
@@ -84,7 +87,9 @@ class TrustModel(nn.Module):
             return names
         depth = len(visual.transformer.resblocks)
         blocks = {f"transformer.resblocks.{index}." for index in range(depth - self.trainable_blocks, depth)}
-        return [name for name in names if any(name.startswith(b) for b in blocks) or name.startswith(("ln_post", "proj"))]
+        return [
+            name for name in names if any(name.startswith(b) for b in blocks) or name.startswith(("ln_post", "proj"))
+        ]
 
     def freeze_untrained(self) -> None:
         """Freeze the text tower and the image-tower parts that are not fine-tuned."""
