@@ -121,3 +121,41 @@ def test_adapted_model_trains_in_engine_checkpoints_and_exports(
     outputs = compiled(images.numpy())
     scores = {output.get_any_name(): outputs[output] for output in compiled.outputs}["pred_score"]
     np.testing.assert_allclose(scores.reshape(eager.shape), eager, atol=1e-4)
+
+
+def test_uncertainty_weight_singles_out_wrong_captions_on_the_small_clip(tmp_path: Path) -> None:
+    """The frozen small CLIP gives wrong captions of night-shifted images far less weight than right ones.
+
+    The mechanism behind "uncertainty weighting helps more as caption noise rises": the weighted share of right
+    pseudo-labels stays high while the plain share falls with the noise (README, "Measurements").
+    """
+    from anomalib_vlm.clip import encode_fixed_texts
+    from anomalib_vlm.models.trust import TrustModel
+    from anomalib_vlm.models.trust.loss import caption_uncertainty_weights
+
+    root = generate_domain_shift_dataset(
+        tmp_path, shift="night", caption_noise=0.5, num_source=1, num_target=8, num_target_test=1, seed=11
+    )
+    datamodule = CaptionedDomainDataModule(root, image_size=64, num_workers=0)
+    datamodule.index()
+    rows = {r["image_path"]: r["caption_correct"] == "1" for r in csv.DictReader((root / "target_truth.csv").open())}
+    right = torch.tensor([rows[p.relative_to(root.resolve()).as_posix()] for p in datamodule.target_paths])
+    model = TrustModel("anomalib-vlm-small", "anomalib-vlm-synthetic", image_size=64).eval()
+    transform = Trust.configure_pre_processor((64, 64), "anomalib-vlm-small", "anomalib-vlm-synthetic").transform
+    images = torch.stack([datamodule.domain_dataset("target", strong=False)[i]["image"] for i in range(len(right))])
+    with torch.no_grad():
+        image_features = model.encode(transform(images))
+        caption_features = encode_fixed_texts(model.clip, "anomalib-vlm-small", datamodule.target_captions)
+    generator = torch.Generator().manual_seed(0)
+    total, counts = torch.zeros(len(right)), torch.zeros(len(right))
+    for _ in range(10):
+        batch = torch.randperm(len(right), generator=generator)[:32]
+        total[batch] += caption_uncertainty_weights(
+            image_features[batch], caption_features[batch], model.clip.logit_scale.exp(), temperature=0.54
+        )
+        counts[batch] += 1
+    weights = total / counts.clamp_min(1)
+    assert 0.3 < right.float().mean() < 0.7
+    assert weights[right].mean() > 3 * weights[~right].mean()
+    weighted_share = (weights * right).sum() / weights.sum()
+    assert weighted_share > right.float().mean() + 0.2
