@@ -148,3 +148,20 @@ def test_split_image_tower_is_clips_embedding_and_only_the_last_blocks_train() -
     )
     with pytest.raises(RuntimeError, match="no classes yet"):
         model.logits(expected)
+
+
+def test_trust_wraps_a_supreme_classifier_and_rejects_another_backbone() -> None:
+    from anomalib_vlm.models import Supreme, Trust
+
+    supreme = Supreme(
+        class_names=["wood", "tile"], mode="mcm", backbone="anomalib-vlm-tiny", pretrained=None, image_size=64
+    )
+    trust = Trust.from_supreme(supreme, trainable_blocks=1)
+    assert trust.model.class_names == ["wood", "tile"]
+    torch.testing.assert_close(F.normalize(trust.model.prototypes, dim=-1), supreme.model.text_prototypes)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # before adaptation the wrapped classifier scores exactly as Supreme's MCM
+        torch.testing.assert_close(trust.model.score(images)[1], supreme.model.score(images)[1])
+    other = Trust(backbone="anomalib-vlm-small", pretrained=None, image_size=64)
+    with pytest.raises(ValueError, match="other weights"):
+        other._take_prototypes(supreme)
