@@ -15,6 +15,6 @@ with warnings.catch_warnings():
     # Importing anomalib's model registry imports modules that announce their own deprecations (timm's old layer
     # path, anomalib's dinov2 package); they concern code this package never calls, so they are not shown here.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(?!anomalib_vlm)")
-    from anomalib_vlm.models import AnomalyClip, MetaIqa, Supreme
+    from anomalib_vlm.models import AnomalyClip, MetaIqa, Supreme, Trust
 
-__all__ = ["AnomalyClip", "MetaIqa", "Supreme", "__version__"]
+__all__ = ["AnomalyClip", "MetaIqa", "Supreme", "Trust", "__version__"]

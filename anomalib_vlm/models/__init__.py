@@ -10,5 +10,6 @@ Each is a direct ``AnomalibModule`` subclass, so importing this package is enoug
 from .anomaly_clip import AnomalyClip
 from .meta_iqa import MetaIqa
 from .supreme import Supreme
+from .trust import Trust
 
-__all__ = ["AnomalyClip", "MetaIqa", "Supreme"]
+__all__ = ["AnomalyClip", "MetaIqa", "Supreme", "Trust"]

@@ -42,7 +42,7 @@ def test_every_config_is_covered() -> None:
         "tiny_synthetic.yaml",
         "visa_to_mvtec.yaml",
     ]
-    assert {path.parent.name for path in ANOMALIB_CLI} == {"anomaly_clip", "meta_iqa", "supreme"}
+    assert {path.parent.name for path in ANOMALIB_CLI} == {"anomaly_clip", "meta_iqa", "supreme", "trust"}
 
 
 @pytest.mark.parametrize("config", ANOMALIB_CLI, ids=lambda path: f"{path.parent.name}/{path.name}")
