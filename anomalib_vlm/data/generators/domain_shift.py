@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anomalib_vlm.data import synthetic
+from anomalib_vlm.data.generators import synthetic
 from anomalib_vlm.data.generators.corpus import COLOURS, MATERIALS, CaptionCorpus
 
 DEFAULT_CLASSES: tuple[str, ...] = ("striped", "dotted", "checkered", "woven", "wooden", "leather")
