@@ -87,7 +87,7 @@ def clip_pre_processor(
     size = (int(image_size[0]), int(image_size[1]))
     if mode == "shortest":
         if size[0] != size[1]:
-            msg = f"resize mode 'shortest' (CLIP's centre crop) takes square inputs, got image_size {size}"
+            msg = f"resize mode 'shortest' (CLIP's centre crop) takes square inputs only, got image_size {size}"
             raise ValueError(msg)
         resize: Resize = ResizeShorterSideCenterCrop(size[0], interpolation=interpolation)
     elif mode == "squash":
