@@ -41,9 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from anomalib_vlm.data.generators.corpus import CaptionCorpus
+from anomalib_vlm.data.utils import list_images
 from anomalib_vlm.fodfom.captioning import CaptionTable
 from anomalib_vlm.fodfom.generators import DescriptionRenderer
-from anomalib_vlm.fodfom.pipeline import images_in, make_fake_outliers, read_rgb, write_rgb
+from anomalib_vlm.fodfom.pipeline import make_fake_outliers, read_rgb, write_rgb
 from anomalib_vlm.fodfom.text_embedding import OpenClipText
 from anomalib_vlm.metrics.fpr95 import fpr_at_tpr
 
@@ -85,7 +86,7 @@ def encode_folder(model: torch.nn.Module, folders: list[Path]) -> torch.Tensor:
 
     settings = clip_preprocessing(BACKBONE, PRETRAINED)
     mean, std = torch.tensor(settings.mean)[:, None, None], torch.tensor(settings.std)[:, None, None]
-    images = [read_rgb(path) for folder in folders for path in images_in(folder)]
+    images = [read_rgb(path) for folder in folders for path in list_images(folder)]
     batch = torch.stack([(torch.from_numpy(image).permute(2, 0, 1).float() / 255 - mean) / std for image in images])
     batch = F.interpolate(batch, size=64, mode="bilinear", antialias=True) if batch.shape[-1] != 64 else batch
     with torch.no_grad():

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from anomalib_vlm.data.utils import readable_name
 from anomalib_vlm.fodfom.errors import load_diffusion_pipeline
 
 INPAINTING_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
@@ -140,7 +141,7 @@ class StableDiffusionInpainter:
         words = DEFECT_WORDS.get(defect, defect)
         generator = torch.Generator(self.pipeline.unet.device).manual_seed(int(rng.integers(2**31)))
         result = self.pipeline(
-            prompt=self.prompt.format(object=object_name.replace("_", " "), defect=words),
+            prompt=self.prompt.format(object=readable_name(object_name), defect=words),
             image=Image.fromarray(image).resize((size, size)),
             mask_image=Image.fromarray(region.astype(np.uint8) * 255).resize((size, size)),
             num_inference_steps=self.steps,

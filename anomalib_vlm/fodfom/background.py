@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from anomalib_vlm.data.utils import readable_name
 from anomalib_vlm.fodfom.errors import default_device, load_pretrained, require
 
 GROUNDING_DINO_MODEL = "IDEA-Research/grounding-dino-tiny"
@@ -41,7 +42,7 @@ class ObjectDetector(Protocol):
 
 def detector_prompt(class_name: str) -> str:
     """The official text prompt: the class name, lower case, stripped, ending with a full stop."""
-    prompt = class_name.replace("_", " ").lower().strip()
+    prompt = readable_name(class_name).lower().strip()
     return prompt if prompt.endswith(".") else prompt + "."
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from anomalib_vlm.data import OODDataModule
-from anomalib_vlm.fodfom.pipeline import images_in
+from anomalib_vlm.data.utils import list_images
 
 FAKE_KINDS: tuple[str, ...] = ("outliers", "background")
 
@@ -50,7 +50,7 @@ def fake_rows(fakes_root: Path, kinds: Sequence[str], outlier_class: int) -> lis
                     "split": "train",
                     "mask_path": "",
                 }
-                for path in images_in(class_folder)
+                for path in list_images(class_folder)
             ]
     if not rows:
         msg = f"No fake images under {fakes_root} for kinds {list(kinds)}"

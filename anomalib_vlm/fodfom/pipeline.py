@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from anomalib_vlm.data.utils import list_images, readable_name
 from anomalib_vlm.fodfom.anomalies import DefectPainter, defect_kinds, defect_region
 from anomalib_vlm.fodfom.background import ObjectDetector, blur_objects
 from anomalib_vlm.fodfom.boundary import (
@@ -50,18 +51,12 @@ from anomalib_vlm.fodfom.text_embedding import TextEmbedder
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MANIFEST = "manifest.jsonl"
 
 
 def file_seed(seed: int, *parts: object) -> int:
     """A 31-bit seed that depends only on the run's seed and a file's identity."""
     return zlib.crc32(json.dumps([seed, *map(str, parts)]).encode()) & 0x7FFFFFFF
-
-
-def images_in(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -130,7 +125,7 @@ def _captions(
     todo = [
         (folder.name, path)
         for folder in folders
-        for path in images_in(folder)
+        for path in list_images(folder)
         if str(path.relative_to(root)) not in known
     ]
     for start in tqdm(range(0, len(todo), batch_size), desc="captions", disable=not todo):
@@ -143,7 +138,7 @@ def _captions(
         writer = csv.writer(handle)
         writer.writerow(["image", "class", "caption"])
         for folder in folders:
-            for path in images_in(folder):
+            for path in list_images(folder):
                 writer.writerow([str(path.relative_to(root)), folder.name, known[str(path.relative_to(root))]])
                 result.setdefault(folder.name, []).append((path, known[str(path.relative_to(root))]))
     return result
@@ -189,7 +184,7 @@ def make_fake_outliers(
     input_root, output_root = Path(input_root), Path(output_root)
     folders = _class_folders(input_root)
     manifest = Manifest(output_root)
-    names = {folder.name: (class_names or {}).get(folder.name, folder.name.replace("_", " ")) for folder in folders}
+    names = {folder.name: (class_names or {}).get(folder.name, readable_name(folder.name)) for folder in folders}
     per_class = _captions(input_root, folders, captioner, output_root, batch_size)
     settings = {
         "percentage": percentage,
@@ -259,11 +254,11 @@ def make_fake_outliers(
 
 def _normal_sources(input_root: Path, categories: Sequence[str] | None) -> dict[str, list[Path]]:
     """Normal images per category: MVTec AD layout (``<category>/train/good``) or one flat folder."""
-    if images_in(input_root) if input_root.is_dir() else False:
-        return {input_root.name: images_in(input_root)}
+    if list_images(input_root) if input_root.is_dir() else False:
+        return {input_root.name: list_images(input_root)}
     found = (
         {
-            folder.name: images_in(folder / "train" / "good")
+            folder.name: list_images(folder / "train" / "good")
             for folder in sorted(input_root.iterdir())
             if (folder / "train" / "good").is_dir()
         }

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from anomalib_vlm.data.dataclasses import OODImageBatch, OODImageItem
-from anomalib_vlm.data.utils import list_images
+from anomalib_vlm.data.utils import list_images, readable_name
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class CaptionedDomainDataModule(AnomalibDataModule):
         """Readable class names in label order."""
         folders = self.class_folders
         if self._given_class_names is None:
-            return [folder.replace("_", " ") for folder in folders]
+            return [readable_name(folder) for folder in folders]
         if len(self._given_class_names) != len(folders):
             msg = (
                 f"{len(self._given_class_names)} class names given for {len(folders)} source class folders under "

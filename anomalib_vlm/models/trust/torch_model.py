@@ -22,6 +22,7 @@ from torch import nn
 
 from anomalib_vlm.clip import DualPathVisionEncoder, encode_fixed_texts
 from anomalib_vlm.clip.surgery import block_attention
+from anomalib_vlm.data.utils import readable_name
 from anomalib_vlm.models.components import FrozenClipModel
 from anomalib_vlm.models.supreme.torch_model import OODInferenceBatch, check_class_names, mcm_terms
 
@@ -123,7 +124,7 @@ class TrustModel(FrozenClipModel):
         names = check_class_names(class_names)
         embed_dim = self.prototypes.shape[1]
         if prototypes is None:
-            texts = [self.prompt_template.format(name.replace("_", " ")) for name in names]
+            texts = [self.prompt_template.format(readable_name(name)) for name in names]
             prototypes = encode_fixed_texts(self.clip, self.backbone, texts)
         if tuple(prototypes.shape) != (len(names), embed_dim):
             msg = f"prototypes must be [{len(names)}, {embed_dim}] for classes {names}, got {list(prototypes.shape)}"
