@@ -20,6 +20,7 @@ from typing import Any
 from anomalib_vlm.clip import backbone_fingerprint
 from anomalib_vlm.clip.backbone import describe_loaded, load_weights_only
 from anomalib_vlm.errors import CheckpointMismatchError
+from anomalib_vlm.models.quantization import TransformerQuantization
 
 CHECKPOINT_KEY = "anomalib_vlm_backbone"
 """Checkpoint entry holding the backbone identity."""
@@ -72,13 +73,15 @@ def read_checkpoint(path: str | Path, model: type) -> dict[str, Any]:
     return dict(checkpoint)
 
 
-class ClipBackboneModule:
+class ClipBackboneModule(TransformerQuantization):
     """Mixin for an ``AnomalibModule`` whose torch model keeps a frozen open_clip model at ``model.clip``.
 
     Subclasses may override :meth:`backbone_identity` (to record more, e.g. class names),
     :meth:`restore_from_identity` (to rebuild what depends on it before the state is loaded),
     :meth:`kept_frozen_keys` (backbone weights that were fine-tuned and so belong in the checkpoint) and
-    :meth:`refresh_cached_features` (buffers derived from the learned state, e.g. text features).
+    :meth:`refresh_cached_features` (buffers derived from the learned state, e.g. text features), and
+    :meth:`~anomalib_vlm.models.quantization.TransformerQuantization.nncf_quantization_options` (what anomalib's
+    ``INT8_PTQ`` / ``INT8_ACQ`` export passes to NNCF; NNCF's transformer scheme by default).
     """
 
     # ------------------------------------------------------------------ export
