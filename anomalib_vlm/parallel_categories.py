@@ -37,6 +37,7 @@ def _test_categories(
     from anomalib_vlm.data.auxiliary import import_class
 
     settings = dict(trainer)
+    settings.pop("strategy", None)  # one device per worker: the training's DDP strategy does not apply
     if settings.get("accelerator") in ("gpu", "cuda") and torch.cuda.device_count() > 0:
         settings["devices"] = [worker % torch.cuda.device_count()]
     else:
