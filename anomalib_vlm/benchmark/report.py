@@ -41,6 +41,21 @@ CPU_FEATURES = (
     "avx_vnni",
 )
 """Flags that decide which precision is fast: bfloat16 (AVX512-BF16, AMX), INT8 (VNNI, AMX-INT8)."""
+COLUMNS = (
+    ("ms / image", "ms_per_image", ".1f"),
+    ("images / s", "images_per_second", ".2f"),
+    ("x eager", "speedup_to_eager", ".2f"),
+    ("images / s (async)", "throughput_images_per_second", ".2f"),
+    ("peak MiB", "peak_memory_mb", ".0f"),
+    ("x floor", "ratio_to_floor", ".2f"),
+    ("x WinClip", "ratio_to_winclip", ".3f"),
+    ("max abs diff", "max_abs_difference", ".1e"),
+    ("image AUROC", "image_auroc", ".3f"),
+    ("Δ image", "image_auroc_change", "+.2f"),
+    ("pixel AUROC", "pixel_auroc", ".3f"),
+    ("Δ pixel", "pixel_auroc_change", "+.2f"),
+)
+"""The report table's columns between the variant's name and its note: header, :class:`Timing` field, format."""
 _CONDITION = re.compile(r"^\s*(\w+)\s*(>=|<=)\s*(-?[0-9.eE+-]+)\s*$")
 
 
@@ -178,28 +193,12 @@ def format_report(report: SpeedReport) -> str:
         "",
         f"CPU: {cpu.get('model', 'unknown')}; instruction sets: {', '.join(cpu.get('flags', [])) or 'none listed'}.",
         "",
-        "| variant | ms / image | images / s | x eager | images / s (async) | peak MiB | x floor | x WinClip "
-        "| max abs diff | image AUROC | Δ image | pixel AUROC | Δ pixel | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(["variant", *(header for header, _, _ in COLUMNS), "note"]) + " |",
+        "|" + "---|" * (len(COLUMNS) + 2),
     ]
     for timing in report.timings:
-        cells = [
-            timing.name,
-            _cell(timing.ms_per_image, ".1f"),
-            _cell(timing.images_per_second, ".2f"),
-            _cell(timing.speedup_to_eager, ".2f"),
-            _cell(timing.throughput_images_per_second, ".2f"),
-            _cell(timing.peak_memory_mb, ".0f"),
-            _cell(timing.ratio_to_floor, ".2f"),
-            _cell(timing.ratio_to_winclip, ".3f"),
-            _cell(timing.max_abs_difference, ".1e"),
-            _cell(timing.image_auroc, ".3f"),
-            _cell(timing.image_auroc_change, "+.2f"),
-            _cell(timing.pixel_auroc, ".3f"),
-            _cell(timing.pixel_auroc_change, "+.2f"),
-            timing.note,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        cells = [_cell(getattr(timing, name), form) for _, name, form in COLUMNS]
+        lines.append("| " + " | ".join([timing.name, *cells, timing.note]) + " |")
     lines += [
         "",
         "x eager: eager float32 time over the variant's; Δ: change of AUROC in points (percent) against "
