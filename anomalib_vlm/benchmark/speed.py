@@ -97,7 +97,14 @@ def _paper_dpam_layers(backbone: str, pretrained: str | None) -> int:
 
 def _build_model(name: str, args: argparse.Namespace, dpam_layers: int) -> torch.nn.Module:
     """One of the package's models at its paper settings for this backbone, ready for inference."""
-    common = {"backbone": args.backbone, "pretrained": args.pretrained, "image_size": args.image_size}
+    # No evaluator: the benchmark scores the outputs itself, and a model's own metrics (MetaIqa's SRCC) need
+    # fields that anomaly data does not have; validation then only calibrates the post-processor.
+    common = {
+        "backbone": args.backbone,
+        "pretrained": args.pretrained,
+        "image_size": args.image_size,
+        "evaluator": False,
+    }
     if name == "anomaly_clip":
         from anomalib_vlm.models import AnomalyClip
 
