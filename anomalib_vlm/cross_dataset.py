@@ -116,6 +116,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--seed", type=int | None, default=None, help="Seed for prompt initialisation and data order.")
     parser.add_argument("--results_dir", type=Path, default=Path("results/cross_dataset"))
     parser.add_argument("--trainer", type=dict, default={}, help="Extra anomalib Engine / Lightning Trainer arguments.")
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="Test categories in this many processes (one GPU each)."
+    )
     return parser
 
 
@@ -141,7 +144,18 @@ def run(config: Namespace) -> dict[str, dict[str, float]]:
         if not categories:
             msg = f"No test categories found under {root.resolve()} for {source.__name__}: pass --test_categories"
             raise FileNotFoundError(msg)
-    rows = evaluate_categories(engine, model, test_data, categories)
+    if config.parallel > 1:
+        from anomalib_vlm.parallel_categories import evaluate_categories_in_parallel
+
+        checkpoint = config.ckpt_path or Path(config.results_dir) / "trained.ckpt"
+        if not config.ckpt_path:
+            engine.trainer.save_checkpoint(checkpoint)
+        model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+        rows = evaluate_categories_in_parallel(
+            model_class, checkpoint, test_data, categories, config.parallel, config.trainer, config.results_dir
+        )
+    else:
+        rows = evaluate_categories(engine, model, test_data, categories)
     markdown = write_results(rows, Path(config.results_dir))
     print(markdown.read_text())
     print(f"metrics written to {markdown} and {markdown.with_suffix('.csv')}")

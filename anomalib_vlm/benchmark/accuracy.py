@@ -19,7 +19,7 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-from anomalib_vlm.benchmark.speed import append_docs_section
+from anomalib_vlm.benchmark.report import append_docs_section
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "anomaly_clip"
 PROTOCOLS = {

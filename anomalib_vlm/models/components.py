@@ -30,6 +30,7 @@ from torch import nn
 from anomalib_vlm.clip import backbone_fingerprint, clip_pre_processor, load_clip_model
 from anomalib_vlm.clip.backbone import describe_loaded, load_weights_only
 from anomalib_vlm.errors import CheckpointMismatchError
+from anomalib_vlm.models.quantization import TransformerQuantization
 
 if TYPE_CHECKING:
     from anomalib.data import Batch
@@ -164,13 +165,15 @@ class FrozenClipModel(nn.Module):
         return self
 
 
-class ClipBackboneModule:
+class ClipBackboneModule(TransformerQuantization):
     """Mixin for an ``AnomalibModule`` whose torch model (at ``self.model``) is a :class:`FrozenClipModel`.
 
     Subclasses may set :attr:`trained_learning_type` (what the model is once trained) and override
     :meth:`backbone_identity` (to record more, e.g. class names), :meth:`restore_from_identity` (to rebuild what
-    depends on it before the state is loaded) and :meth:`kept_frozen_keys` (backbone weights that were
-    fine-tuned and so belong in the checkpoint).
+    depends on it before the state is loaded), :meth:`kept_frozen_keys` (backbone weights that were
+    fine-tuned and so belong in the checkpoint) and
+    :meth:`~anomalib_vlm.models.quantization.TransformerQuantization.nncf_quantization_options` (what anomalib's
+    ``INT8_PTQ`` / ``INT8_ACQ`` export passes to NNCF; NNCF's transformer scheme by default).
     """
 
     trained_learning_type: ClassVar[LearningType | None] = None
