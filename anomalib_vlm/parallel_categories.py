@@ -34,7 +34,7 @@ def _test_categories(
 
     import anomalib_vlm  # noqa: F401 - registers the models in the fresh process
     from anomalib_vlm.cross_dataset import evaluate_categories
-    from anomalib_vlm.data.auxiliary import import_class
+    from anomalib_vlm.data.datamodules.auxiliary import import_class
 
     settings = dict(trainer)
     settings.pop("strategy", None)  # one device per worker: the training's DDP strategy does not apply

@@ -165,7 +165,7 @@ def _test_split(args: argparse.Namespace, folder: Path) -> TestSplit | None:
     if args.data is not None:
         import yaml
 
-        from anomalib_vlm.data.auxiliary import import_class
+        from anomalib_vlm.data.datamodules.auxiliary import import_class
 
         spec = yaml.safe_load(args.data.read_text()) or {}
         if "class_path" not in spec:

@@ -32,7 +32,7 @@ def test_anomalib_cli_int8_ptq_export_keeps_the_anomaly_map(tmp_path: Path, monk
 
     from anomalib_vlm.data import generate_synthetic_dataset
     from anomalib_vlm.models import AnomalyClip
-    from tests.conftest import make_engine
+    from tests.helpers import make_engine
 
     root = generate_synthetic_dataset(tmp_path / "synthetic", ["capsule"], image_size=IMAGE_SIZE, seed=0)
     datamodule = MVTecAD(root=root, category="capsule", num_workers=0, eval_batch_size=8, seed=0)

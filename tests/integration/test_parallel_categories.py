@@ -12,7 +12,7 @@ import torch
 
 from anomalib_vlm.cross_dataset import evaluate_categories
 from anomalib_vlm.parallel_categories import evaluate_categories_in_parallel
-from tests.conftest import make_engine
+from tests.helpers import make_engine
 
 pytestmark = pytest.mark.slow
 CATEGORIES = ["capsule", "wood"]
