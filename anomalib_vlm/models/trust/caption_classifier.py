@@ -335,7 +335,10 @@ class DistilBertCaptionClassifier(CaptionClassifier):
         def logits_of(indices: torch.Tensor) -> torch.Tensor:
             return self.model(**{key: value[indices] for key, value in tokens.items()}).logits
 
-        with torch.enable_grad():
+        # DistilBERT's dropout draws from the global generator: seeded here, so a fit does not depend on what ran
+        # before it.
+        with torch.enable_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
             loss = train_classifier(
                 logits_of,
                 list(self.model.parameters()),
