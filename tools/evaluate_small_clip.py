@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from anomalib_vlm.clip import CLIP_MEAN, CLIP_STD, DualPathVisionEncoder, load_clip_model
-from anomalib_vlm.clip.backbone import SMALL_MODEL_NAME, SMALL_PRETRAINED_TAG, _open_clip
+from anomalib_vlm.clip.backbone import SMALL_MODEL_NAME, SMALL_PRETRAINED_TAG, open_clip_module
 from anomalib_vlm.data import DEFECT_TYPES, render_sample
 from anomalib_vlm.data.generators.corpus import COLOURS, DEFECTS, DEGRADATIONS, FAMILIES, CaptionCorpus, CorpusSample
 
@@ -47,7 +47,7 @@ def _images(model: torch.nn.Module, images: Sequence[np.ndarray]) -> torch.Tenso
 
 
 def _texts(model: torch.nn.Module, texts: Sequence[str]) -> torch.Tensor:
-    tokens = _open_clip().get_tokenizer(SMALL_MODEL_NAME)(list(texts))
+    tokens = open_clip_module().get_tokenizer(SMALL_MODEL_NAME)(list(texts))
     with torch.no_grad():
         return F.normalize(model.encode_text(tokens), dim=-1)
 
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         from anomalib_vlm.clip.backbone import _load_package_weights
 
-        model = _load_package_weights(_open_clip(), SMALL_MODEL_NAME, Path(args.weights), None).eval()
+        model = _load_package_weights(open_clip_module(), SMALL_MODEL_NAME, Path(args.weights), None).eval()
     else:
         model = load_clip_model(SMALL_MODEL_NAME, args.weights)
     results = {"trained": evaluate(model, args.count)}

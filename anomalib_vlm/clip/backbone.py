@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -83,8 +84,8 @@ _DOWNLOAD_TIMEOUT_S = 20.0
 
 
 @cache
-def _open_clip():  # noqa: ANN202
-    """Import open_clip once and register the package's model configs with it."""
+def open_clip_module() -> ModuleType:
+    """open_clip, imported once, with the package's model configs registered (``anomalib-vlm-tiny``, ...)."""
     try:
         import open_clip
     except ImportError as error:  # pragma: no cover - open_clip is a dependency
@@ -165,7 +166,7 @@ def list_backbones() -> list[str]:
 
     Any of them with :data:`QUICK_GELU_SUFFIX` appended is accepted too (see :func:`open_clip_config`).
     """
-    return _open_clip().list_models()
+    return open_clip_module().list_models()
 
 
 QUICK_GELU_SUFFIX = "-quickgelu"
@@ -189,7 +190,7 @@ def open_clip_config(backbone: str) -> tuple[str, bool]:
     Raises:
         ValueError: a name open_clip does not know, with or without the suffix.
     """
-    known = _open_clip().list_models()
+    known = open_clip_module().list_models()
     if backbone in known:
         return backbone, False
     base = backbone.removesuffix(QUICK_GELU_SUFFIX)
@@ -244,7 +245,7 @@ def clip_preprocessing(backbone: str, pretrained: str | Path | None) -> ClipPrep
     Raises:
         ValueError: an unknown backbone name.
     """
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     config_name, _ = open_clip_config(backbone)
     settings: dict = {}
     with contextlib.suppress(ImportError):  # open_clip >= 2.24 declares its defaults in one dataclass
@@ -510,7 +511,7 @@ def load_clip_model(
         FileNotFoundError: ``pretrained`` is a path that does not exist.
         WeightsUnavailableError: the weights could not be downloaded.
     """
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     config_name, quick_gelu = open_clip_config(backbone)
 
     with _seeded(RANDOM_WEIGHTS_SEED):

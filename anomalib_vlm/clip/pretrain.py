@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from anomalib_vlm.clip.backbone import SMALL_MODEL_NAME, _open_clip, load_clip_model
+from anomalib_vlm.clip.backbone import SMALL_MODEL_NAME, load_clip_model, open_clip_module
 from anomalib_vlm.clip.prompts import _uses_batch_first
 from anomalib_vlm.data.generators.corpus import CaptionCorpus
 
@@ -60,7 +60,7 @@ class CorpusBatches(Dataset):
         """Normalised images ``[b, 3, h, w]``, caption tokens ``[b, TRAIN_TEXT_LENGTH]`` and content keys ``[b]``."""
         samples = [self.corpus.sample(step * self.batch_size + i, self.split) for i in range(self.batch_size)]
         images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255
-        tokens = _open_clip().get_tokenizer(self.backbone)([s.caption for s in samples])[:, :TRAIN_TEXT_LENGTH]
+        tokens = open_clip_module().get_tokenizer(self.backbone)([s.caption for s in samples])[:, :TRAIN_TEXT_LENGTH]
         keys = {key: i for i, key in enumerate(dict.fromkeys(s.key for s in samples))}
         return (images - CLIP_MEAN) / CLIP_STD, tokens, torch.tensor([keys[s.key] for s in samples])
 

@@ -25,7 +25,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from anomalib_vlm.clip.backbone import _open_clip, open_clip_config
+from anomalib_vlm.clip.backbone import open_clip_config, open_clip_module
 
 CONTEXT_PLACEHOLDER = "X"
 
@@ -33,7 +33,7 @@ CONTEXT_PLACEHOLDER = "X"
 @lru_cache(maxsize=8)
 def get_tokenizer(backbone: str):  # noqa: ANN201
     """open_clip tokenizer of a backbone, created once per process."""
-    return _open_clip().get_tokenizer(open_clip_config(backbone)[0])
+    return open_clip_module().get_tokenizer(open_clip_config(backbone)[0])
 
 
 @lru_cache(maxsize=64)

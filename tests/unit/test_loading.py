@@ -27,7 +27,7 @@ from anomalib_vlm.clip import (
     normalization_of,
     tokenize,
 )
-from anomalib_vlm.clip.backbone import _open_clip
+from anomalib_vlm.clip.backbone import open_clip_module
 from anomalib_vlm.clip.transforms import ResizeShorterSideCenterCrop
 from anomalib_vlm.errors import CheckpointMismatchError, WeightsUnavailableError
 from anomalib_vlm.models import AnomalyClip, MetaIqa, Supreme
@@ -40,7 +40,7 @@ OPENAI_MARKERS = {"input_resolution": 128, "context_length": 77, "vocab_size": 4
 def _quick_gelu_source(seed: int = 7, config: str = TINY_MODEL_NAME) -> torch.nn.Module:
     """A random CLIP with QuickGELU activations, as OpenAI's models have."""
     torch.manual_seed(seed)
-    return _open_clip().create_model(config, pretrained=None, force_quick_gelu=True).eval()
+    return open_clip_module().create_model(config, pretrained=None, force_quick_gelu=True).eval()
 
 
 def _inputs(image_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +94,7 @@ class TestOpenAIWeightFiles:
         for expected, actual in zip(_outputs(source), _outputs(loaded), strict=True):
             torch.testing.assert_close(actual, expected, atol=1e-6, rtol=0)
         # The check has teeth: the same weights in the config's GELU model answer ~1e-2 apart.
-        gelu = _open_clip().create_model(TINY_MODEL_NAME, pretrained=None).eval()
+        gelu = open_clip_module().create_model(TINY_MODEL_NAME, pretrained=None).eval()
         gelu.load_state_dict(source.state_dict())
         assert (_outputs(gelu)[0] - _outputs(source)[0]).abs().max() > 1e-4
 
@@ -109,7 +109,7 @@ class TestOpenAIWeightFiles:
             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 2},
         }
         (config_dir / "anomalib-vlm-test-openai-layout.json").write_text(json.dumps(config))
-        open_clip = _open_clip()
+        open_clip = open_clip_module()
         open_clip.add_model_config(config_dir)
         try:
             source = _quick_gelu_source(config="anomalib-vlm-test-openai-layout")
@@ -173,7 +173,7 @@ class TestPreprocessingPerBackbone:
         ],
     )
     def test_statistics_and_resizing_are_what_open_clip_declares(backbone: str, tag: str) -> None:
-        declared = _open_clip().get_pretrained_cfg(backbone, tag)
+        declared = open_clip_module().get_pretrained_cfg(backbone, tag)
         settings = clip_preprocessing(backbone, tag)
         assert settings.mean == pytest.approx(declared["mean"])
         assert settings.std == pytest.approx(declared["std"])
@@ -250,10 +250,10 @@ class TestSafeLoading:
 
     @staticmethod
     def test_clip_weights_of_another_width_name_file_model_and_sizes(tmp_path: Path) -> None:
-        config = _open_clip().get_model_config(TINY_MODEL_NAME)
+        config = open_clip_module().get_model_config(TINY_MODEL_NAME)
         config["text_cfg"]["width"] = 96
         torch.manual_seed(0)
-        wider = _open_clip().model.CLIP(**config)
+        wider = open_clip_module().model.CLIP(**config)
         path = tmp_path / "wider.pt"
         torch.save(wider.state_dict(), path)
         with pytest.raises(CheckpointMismatchError) as error:

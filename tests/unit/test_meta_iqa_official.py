@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from anomalib_vlm.clip import normalization_of
 from anomalib_vlm.data import IqaItem
 from anomalib_vlm.models.meta_iqa import MetaIqa, MetaIqaModel
 from anomalib_vlm.models.meta_iqa.torch_model import SCENE_CLASSES, SPELLED_OUT_SCENE_CLASSES
@@ -73,16 +74,15 @@ def _record_inner_steps(order: str | None) -> tuple[list[list[int]], set[int], s
     settings = {"meta_support_batch_size": 3, "meta_query_batch_size": 1, "meta_support_ratio": 0.8}
     model = MetaIqa(**TINY, **settings, **({} if order is None else {"meta_inner_order": order}))
     steps: list[list[int]] = []
-    prepare = model._prepare
+    mean, std = normalization_of(model.pre_processor.transform)
 
-    def recording_prepare(images: torch.Tensor) -> torch.Tensor:
-        steps.append(sorted(int(image[0, 0, 0]) for image in images))
-        return prepare(images)
+    def record(_: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:  # the images the encoder sees
+        steps.append(sorted(round(float(image[0, 0, 0]) * std[0] + mean[0]) for image in inputs[0]))
 
-    model._prepare = recording_prepare
+    model.model.visual_prompts.register_forward_pre_hook(record)
     params = model.model.set_trainable("meta")
     generator = torch.Generator().manual_seed(0)
-    model._adapt(params, _TaggedImages(10), generator)
+    model.adapt_to_task(params, _TaggedImages(10), generator)
     order_seen = torch.randperm(10, generator=torch.Generator().manual_seed(0)).tolist()
     return steps, set(order_seen[:8]), set(order_seen[8:])
 

@@ -20,7 +20,7 @@ from anomalib_vlm.clip.backbone import (
     SMALL_MODEL_NAME,
     SMALL_PRETRAINED_TAG,
     SMALL_WEIGHTS_SHA256,
-    _open_clip,
+    open_clip_module,
 )
 from anomalib_vlm.clip.pretrain import build_parser, encode_text_prefix, pretrain
 from anomalib_vlm.data.generators.corpus import COLOURS, HELD_OUT_FAMILIES, CaptionCorpus
@@ -48,7 +48,7 @@ def _image_features(model: torch.nn.Module, images: list[np.ndarray]) -> torch.T
 
 def _text_features(model: torch.nn.Module, texts: list[str]) -> torch.Tensor:
     with torch.no_grad():
-        return F.normalize(model.encode_text(_open_clip().get_tokenizer(SMALL_MODEL_NAME)(texts)), dim=-1)
+        return F.normalize(model.encode_text(open_clip_module().get_tokenizer(SMALL_MODEL_NAME)(texts)), dim=-1)
 
 
 class TestAsset:
@@ -69,7 +69,7 @@ class TestAsset:
     @staticmethod
     def test_loads_by_tag_like_any_pretrained_tag(small: torch.nn.Module) -> None:
         assert SMALL_MODEL_NAME in list_backbones()
-        assert SMALL_PRETRAINED_TAG in _open_clip().list_pretrained_tags_by_model(SMALL_MODEL_NAME)
+        assert SMALL_PRETRAINED_TAG in open_clip_module().list_pretrained_tags_by_model(SMALL_MODEL_NAME)
         assert not small.training
         assert not any(parameter.requires_grad for parameter in small.parameters())
         assert len(small.visual.transformer.resblocks) == 24
@@ -80,7 +80,9 @@ class TestAsset:
 
     @staticmethod
     def test_prefix_text_encoding_equals_the_full_context(small: torch.nn.Module) -> None:
-        tokens = _open_clip().get_tokenizer(SMALL_MODEL_NAME)(["a photo of a red star.", "a blurry cat with a dent."])
+        tokens = open_clip_module().get_tokenizer(SMALL_MODEL_NAME)(
+            ["a photo of a red star.", "a blurry cat with a dent."]
+        )
         with torch.no_grad():
             assert torch.allclose(small.encode_text(tokens), encode_text_prefix(small, tokens[:, :40]), atol=1e-5)
 

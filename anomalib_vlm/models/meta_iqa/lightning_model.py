@@ -332,7 +332,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         value = spearmanr(predicted, truth).statistic
         return float(value) if np.isfinite(value) else math.nan
 
-    def _adapt(self, params: list[torch.nn.Parameter], task: IqaDataset, generator: torch.Generator) -> None:
+    def adapt_to_task(self, params: list[torch.nn.Parameter], task: IqaDataset, generator: torch.Generator) -> None:
         """Inner loop: Adam on the task's support and query images, in ``meta_inner_order``.
 
         ``"interleaved"`` is the official order: each support batch is followed by one query batch, the query
@@ -422,7 +422,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
                 with torch.no_grad():
                     for param, value in zip(params, meta, strict=True):
                         param.copy_(value)  # reset per task: every task adapts from the meta weights
-                self._adapt(params, tasks[names[index]], generator)
+                self.adapt_to_task(params, tasks[names[index]], generator)
                 with torch.no_grad():
                     for delta, param, value in zip(deltas, params, meta, strict=True):
                         delta.add_(param - value)
