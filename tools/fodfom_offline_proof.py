@@ -13,7 +13,10 @@ and the generator never draws (tiled, marbled, hexagon, capsule). Compared, per 
 * ``smmp``: Supreme's training-free text + image prototypes (no fakes);
 * ``K-way``: the outlier-class head trained on the shots only (same adapter, no outlier class);
 * ``K+1 official`` / ``K+1 id_classes``: the head trained with the fakes as class K, scored by FodFoM's rule
-  (MSP over all K+1) and by the ID classes' share of the K+1 softmax.
+  (MSP over all K+1) and by the ID classes' share of the K+1 softmax;
+* ``Supreme outlier_class (Engine)``: the same K+1 head as a user trains it: ``Supreme(mode="outlier_class")``,
+  ``Engine.fit`` on a :class:`~anomalib_vlm.fodfom.FakeOutlierDataModule` (real ID folders plus the fakes), and
+  ``Engine.test`` (anomalib's Evaluator: FPR95 and AUROC of the raw OOD scores).
 
 ``anomalies``: normal images only (``train/good`` of one synthetic category); fake anomalies painted by
 :class:`~anomalib_vlm.fodfom.anomalies.RenderedDefectPainter` (crack, burn, chip, dent, contamination); AnomalyClip
@@ -158,8 +161,39 @@ def outliers_run(seed: int, work: Path, args: argparse.Namespace) -> dict[str, f
             head.fit(shot_features, shot_labels, epochs=args.epochs, seed=seed)
         with torch.no_grad():
             results[name] = metrics(1 - head.id_score(features))
+    results["Supreme outlier_class (Engine)"] = supreme_outlier_class_run(
+        root / "data", root / "fakes", seed, args.lightning_epochs, work
+    )
     results["fakes"] = len(fake_features)
     return results
+
+
+def supreme_outlier_class_run(data: Path, fakes: Path, seed: int, epochs: int, work: Path) -> tuple[float, float]:
+    """FPR95 and AUROC of ``Supreme(mode="outlier_class")`` trained by ``Engine.fit`` on the real ID data and fakes."""
+    import tempfile
+
+    from anomalib.engine import Engine
+    from lightning.pytorch import seed_everything
+
+    from anomalib_vlm.fodfom import FakeOutlierDataModule
+    from anomalib_vlm.models import Supreme
+
+    seed_everything(seed, workers=True)
+    datamodule = FakeOutlierDataModule(
+        root=data, fakes_root=fakes, fake_kinds=["outliers"], num_workers=0, train_batch_size=64, seed=seed
+    )
+    model = Supreme(mode="outlier_class", backbone=BACKBONE, pretrained=PRETRAINED, image_size=64, epochs=epochs)
+    engine = Engine(
+        default_root_dir=tempfile.mkdtemp(dir=work),
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+    )
+    engine.fit(model=model, datamodule=datamodule)
+    results = engine.test(model=model, datamodule=datamodule, verbose=False)
+    metrics = {name: float(value) for result in results for name, value in result.items()}
+    return metrics["image_FPR95"], metrics["image_AUROC"]
 
 
 def summarise(runs: list[dict[str, object]]) -> dict[str, str]:
@@ -264,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=0.01)
     parser.add_argument("--epochs", type=int, default=30, help="head training epochs (0: training-free)")
     parser.add_argument("--supcon", action="store_true")
+    parser.add_argument(
+        "--lightning-epochs", type=int, default=30, help="Supreme(mode='outlier_class') epochs under Engine.fit"
+    )
     parser.add_argument("--category", default="tile", help="anomalies: the synthetic category")
     parser.add_argument("--normals", type=int, default=32, help="anomalies: normal training images")
     parser.add_argument("--train-epochs", type=int, default=5, help="anomalies: AnomalyClip epochs")

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, seed: int, noise: float) -> dict:
     torch.manual_seed(seed)
     reference.prepare_adaptation(datamodule)
     truth, caption_correct = _target_truth(datamodule)
-    pseudo = reference._cache["pseudo_labels"]
+    pseudo = reference.pseudo_labels
     result: dict = {"seed": seed, "noise": noise, "pseudo_label_accuracy": float((pseudo == truth).float().mean())}
     # The uncertainty weight's meaning: does it rank right captions above wrong ones? (over random batches of 32)
     generator = torch.Generator().manual_seed(seed)

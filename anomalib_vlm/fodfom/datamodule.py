@@ -64,20 +64,39 @@ class FakeOutlierDataModule(OODDataModule):
     Args:
         root (str | Path): the real OOD dataset root (``train/<class>``, ``test/<class>``, ``ood/<kind>``).
         fakes_root (str | Path): the output of ``anomalib-vlm fake-outliers``.
-        fake_kinds (Sequence[str]): which fakes to feed. Defaults to both (``outliers``, ``background``).
+        fake_kinds (Sequence[str] | None): which fakes to feed (``outliers``, ``background``); each one chosen must
+            exist. Defaults to ``None``: every kind that ``fakes_root`` holds (at least one).
         **kwargs: everything :class:`~anomalib_vlm.data.OODDataModule` takes.
     """
 
     def __init__(
-        self, root: str | Path, fakes_root: str | Path, fake_kinds: Sequence[str] = FAKE_KINDS, **kwargs: Any
+        self,
+        root: str | Path,
+        fakes_root: str | Path,
+        fake_kinds: Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(root=root, **kwargs)
-        unknown = sorted(set(fake_kinds) - set(FAKE_KINDS))
-        if unknown or not fake_kinds:
-            msg = f"fake_kinds must be a non-empty subset of {list(FAKE_KINDS)}, got {list(fake_kinds)}"
-            raise ValueError(msg)
+        if fake_kinds is not None:
+            unknown = sorted(set(fake_kinds) - set(FAKE_KINDS))
+            if unknown or not fake_kinds:
+                msg = f"fake_kinds must be a non-empty subset of {list(FAKE_KINDS)}, got {list(fake_kinds)}"
+                raise ValueError(msg)
         self.fakes_root = Path(fakes_root)
-        self.fake_kinds = list(fake_kinds)
+        self.fake_kinds = None if fake_kinds is None else list(fake_kinds)
+
+    def _kinds(self) -> list[str]:
+        """The chosen kinds, or every kind present under ``fakes_root``."""
+        if self.fake_kinds is not None:
+            return self.fake_kinds
+        present = [kind for kind in FAKE_KINDS if (self.fakes_root / kind).is_dir()]
+        if not present:
+            msg = (
+                f"No fake outliers under {self.fakes_root}: expected a folder {' or '.join(FAKE_KINDS)} there "
+                "(the output of anomalib-vlm fake-outliers)."
+            )
+            raise FileNotFoundError(msg)
+        return present
 
     @property
     def outlier_class(self) -> int:
@@ -86,7 +105,7 @@ class FakeOutlierDataModule(OODDataModule):
 
     def _setup(self, _stage: str | None = None) -> None:
         super()._setup(_stage)
-        fakes = pd.DataFrame(fake_rows(self.fakes_root, self.fake_kinds, self.outlier_class))
+        fakes = pd.DataFrame(fake_rows(self.fakes_root, self._kinds(), self.outlier_class))
         samples = pd.concat([self.train_data.samples, fakes], ignore_index=True)
         samples.attrs["task"] = "classification"
         self.train_data.samples = samples

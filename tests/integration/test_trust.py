@@ -90,7 +90,7 @@ def test_adapted_model_trains_in_engine_checkpoints_and_exports(
     before = model.model.prototypes.detach().clone() if model.model.num_classes else None
     engine.fit(model, datamodule=shifted)
     assert before is None and model.model.num_classes == 6
-    assert len(model._cache["pseudo_labels"]) == len(shifted.target_paths)
+    assert len(model.pseudo_labels) == len(shifted.target_paths)
     results = engine.test(model, datamodule=shifted, verbose=False)
     assert "target_IDAccuracy" in results[0]
 

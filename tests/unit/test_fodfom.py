@@ -370,10 +370,13 @@ def test_supreme_trained_with_fakes_lowers_fpr95_on_held_out_ood(tmp_path: Path)
         temperature=0.01,
         epochs=0,
         supcon=False,
+        lightning_epochs=5,
     )
     results = proof.outliers_run(0, tmp_path, args)  # measured: FPR95 0.10 with fakes, 0.375 SMMP, 0.50 K-way
     assert results["K+1 id_classes"][0] < results["smmp"][0] - 0.15
     assert results["K+1 id_classes"][0] < results["K-way"][0] - 0.15
+    # the same head as a user trains it: Supreme(mode="outlier_class"), Engine.fit on FakeOutlierDataModule
+    assert results["Supreme outlier_class (Engine)"][0] < results["smmp"][0] - 0.15
 
 
 def test_anomaly_clip_trained_on_fake_anomalies_detects_another_generators_defects(tmp_path: Path) -> None:
@@ -425,16 +428,41 @@ def test_outlier_class_head_scores_and_supcon() -> None:
     assert official.id_score(near_outliers).mean() > 0.9
 
 
-def test_supreme_outlier_class_module_scores_images_like_supreme() -> None:
-    from anomalib_vlm.models.supreme.outlier_class import OutlierClassHead, SupremeOutlierClass
-    from anomalib_vlm.models.supreme.torch_model import SupremeModel
+def test_supreme_outlier_class_mode_scores_from_the_fakes_and_exports_them(tmp_path: Path) -> None:
+    """``Supreme(mode="outlier_class")``: fakes from the datamodule become class K; the bank is saved and exported."""
+    from anomalib.deploy import ExportType
+    from anomalib.engine import Engine
 
-    supreme = SupremeModel("anomalib-vlm-tiny", None, image_size=32, mode="smmp").eval()
-    supreme.set_classes(["red", "blue"])
-    images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    from anomalib_vlm.fodfom.pipeline import write_rgb
+    from anomalib_vlm.models import Supreme
+
+    root = _id_folders(tmp_path / "data", {"striped": "red", "circle": "blue"}, count=4)
+    rng = np.random.default_rng(0)
+    for folder in ("test/striped", "test/circle", "ood/noise", "fakes/outliers/striped"):
+        for index in range(3):
+            write_rgb(root / folder / f"{index}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    datamodule = FakeOutlierDataModule(root=root, fakes_root=root / "fakes", num_workers=0, train_batch_size=4)
+    model = Supreme(mode="outlier_class", backbone="anomalib-vlm-tiny", pretrained=None, image_size=32, epochs=2)
+    assert model.learning_type.value == "one_class"  # Engine.fit trains it
+    engine = Engine(default_root_dir=tmp_path / "run", accelerator="cpu", logger=False, enable_progress_bar=False)
+    engine.fit(model=model, datamodule=datamodule)
+    assert model.learning_type.value == "few_shot" and len(model.model.outlier_head.fake_bank) == 3
+    checkpoint = tmp_path / "outlier_class.ckpt"
+    engine.trainer.save_checkpoint(checkpoint)
+    restored = Supreme.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    assert torch.equal(restored.model.outlier_head.fake_bank, model.model.outlier_head.fake_bank)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model.eval()
     with torch.no_grad():
-        features = supreme.encode_images(images)
-        model = SupremeOutlierClass(supreme, OutlierClassHead(features[:2], features[4:], score="id_classes"))
-        scores = model(images).pred_score
-    assert scores.shape == (6,)
-    assert scores[4:].min() > scores[:2].max()  # the fakes themselves score as OOD, the prototypes as ID
+        eager = model.model(images)
+        assert torch.allclose(restored.model(images).pred_score, eager.pred_score)
+    assert eager.pred_class.max() < 2  # an ID class, never the outlier class
+    exported = engine.export(model=model, export_type=ExportType.ONNX, export_root=tmp_path / "export")
+    assert exported is not None and exported.is_file()
+    with pytest.raises(ValueError, match="outlier class"):  # no fakes in the training split: a named error
+        from anomalib_vlm.data import OODDataModule
+
+        Engine(default_root_dir=tmp_path / "run2", accelerator="cpu", logger=False).fit(
+            model=Supreme(mode="outlier_class", backbone="anomalib-vlm-tiny", pretrained=None, image_size=32, epochs=1),
+            datamodule=OODDataModule(root=root, num_workers=0),
+        )

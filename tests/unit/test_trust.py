@@ -164,4 +164,4 @@ def test_trust_wraps_a_supreme_classifier_and_rejects_another_backbone() -> None
         torch.testing.assert_close(trust.model(images).pred_score, supreme.model(images).pred_score)
     other = Trust(backbone="anomalib-vlm-small", pretrained=None, image_size=64)
     with pytest.raises(ValueError, match="other weights"):
-        other._take_prototypes(supreme)
+        other.start_from_supreme(supreme)

@@ -10,9 +10,15 @@ ITC) scored with S_GMP. ``pred_score`` is the OOD score (higher = more OOD); ID 
 
 How it fits anomalib's learning types:
     ``mode="mcm"`` is zero-shot (class names only) and ``mode="smmp"`` few-shot (class names and shots): both
-    only calibrate thresholds in ``Engine.fit`` / ``Engine.test``, as WinClip. ``mode="supreme"`` needs a tuning
-    phase, so, like AnomalyClip, it reports :attr:`~anomalib.LearningType.ONE_CLASS` while untuned (``Engine.fit``
-    then runs Lightning's fit loop) and :attr:`~anomalib.LearningType.FEW_SHOT` once tuned or loaded tuned.
+    only calibrate thresholds in ``Engine.fit`` / ``Engine.test``, as WinClip. ``mode="supreme"`` and
+    ``mode="outlier_class"`` need a tuning phase, so, like AnomalyClip, they report
+    :attr:`~anomalib.LearningType.ONE_CLASS` while untuned (``Engine.fit`` then runs Lightning's fit loop) and
+    :attr:`~anomalib.LearningType.FEW_SHOT` once tuned or loaded tuned.
+
+    ``mode="outlier_class"`` is FodFoM's use of fake outliers (``anomalib-vlm fake-outliers``): a
+    :class:`~anomalib_vlm.fodfom.FakeOutlierDataModule` puts the fakes into the training split as class ``K``;
+    ``setup`` encodes them next to the shots, and the fit loop trains the ``K+1`` head
+    (:class:`~anomalib_vlm.models.supreme.outlier_class.OutlierClassHead`) with AdamW.
 
     The shots (k images per ID class) are taken once, in ``setup``, from the datamodule's train split (or from
     ``few_shot_source``) and encoded with the frozen image encoder. Each Lightning "epoch" of the fit loop is one
@@ -65,7 +71,9 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             datamodule: its ``class_names`` (:class:`~anomalib_vlm.data.OODDataModule`) or its non-empty
             ``category`` (one-class use on MVTec AD and similar). Defaults to ``None``.
         mode (str): ``"mcm"`` (text prototypes only, training-free), ``"smmp"`` (text + image prototypes,
-            training-free) or ``"supreme"`` (few-shot BPG + ITC tuning, S_GMP score). Defaults to ``"supreme"``.
+            training-free), ``"supreme"`` (few-shot BPG + ITC tuning, S_GMP score) or ``"outlier_class"``
+            (FodFoM: a K+1 head trained on the shots and fake outliers from the datamodule). Defaults to
+            ``"supreme"``.
         backbone (str): open_clip model name. Defaults to ``"ViT-B-16"``.
         pretrained (str | None): open_clip tag, local checkpoint file, or ``None`` (seeded random weights).
             Defaults to ``"openai"``.
@@ -80,12 +88,18 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         itc_weight (float): alpha, weight of the ITC losses. Defaults to ``0.005``.
         bias_weight (float): beta, weight of the bias loss. Defaults to ``0.1``.
         bias_init_std (float): initial spread sigma of the Gaussian bias (not in the paper). Defaults to ``1e-3``.
-        epochs (int): tuning epochs over the shots. Defaults to ``50``.
+        outlier_score (str): ``outlier_class`` mode's ID score: ``"id_classes"`` (the ID classes' share of the K+1
+            softmax; the outlier class takes its mass away) or ``"official"`` (FodFoM's MSP over all K+1 classes,
+            which fails on a frozen CLIP: see the FodFoM README). Defaults to ``"id_classes"``.
+        supcon (bool): ``outlier_class`` mode adds SupCon (temperature 0.1, 128-d projection) as the official
+            training does. Defaults to ``False``.
+        epochs (int): tuning epochs over the shots (and fakes). Defaults to ``50``.
         batch_size (int): shots per optimisation step. Defaults to ``32``.
-        learning_rate (float): SGD learning rate of the prompts, ``m`` and the ITC maps. Defaults to ``0.002``.
+        learning_rate (float): SGD learning rate of the prompts, ``m`` and the ITC maps (``outlier_class``: AdamW
+            learning rate of the head). Defaults to ``0.002``.
         bias_learning_rate (float): SGD learning rate of the Gaussian bias (mu, sigma). Defaults to ``1e-4``.
         momentum (float): SGD momentum. Defaults to ``0.9``.
-        weight_decay (float): SGD weight decay. Defaults to ``5e-4``.
+        weight_decay (float): SGD (``outlier_class``: AdamW) weight decay. Defaults to ``5e-4``.
         gradient_clip_norm (float | None): clip the gradient norm of every tuning step to this (not in the paper;
             the steps are taken by hand, so the Trainer's ``gradient_clip_val`` cannot apply). ``None`` = no
             clipping. Defaults to ``None``.
@@ -119,6 +133,8 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         itc_weight: float = 0.005,
         bias_weight: float = 0.1,
         bias_init_std: float = 1e-3,
+        outlier_score: str = "id_classes",
+        supcon: bool = False,
         epochs: int = 50,
         batch_size: int = 32,
         learning_rate: float = 0.002,
@@ -163,6 +179,8 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             use_bpg=use_bpg,
             use_itc=use_itc,
             bias_init_std=bias_init_std,
+            outlier_score=outlier_score,
+            supcon=supcon,
             cache_dir=cache_dir,
         )
         self.loss = SupremeLoss(temperature=temperature, itc_weight=itc_weight, bias_weight=bias_weight)
@@ -202,7 +220,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
 
     @property
     def learning_type(self) -> LearningType:
-        """``ZERO_SHOT`` (mcm), ``FEW_SHOT`` (smmp, tuned supreme) or ``ONE_CLASS`` (supreme awaiting tuning)."""
+        """``ZERO_SHOT`` (mcm), ``FEW_SHOT`` (smmp, tuned modes) or ``ONE_CLASS`` (supreme / outlier_class untuned)."""
         if self.model.mode == SupremeMode.MCM:
             return LearningType.ZERO_SHOT
         if self.model.mode == SupremeMode.SMMP:
@@ -223,10 +241,19 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         }
 
     def configure_optimizers(self) -> Any:
-        """SGD over the prompt context, ``m`` and the ITC maps (and, slower, the bias); cosine decay per epoch."""
-        if self.model.mode != SupremeMode.SUPREME:
+        """SGD over the prompt context, ``m`` and the ITC maps (and, slower, the bias); cosine decay per epoch.
+
+        ``outlier_class``: AdamW over the K+1 head (as :meth:`OutlierClassHead.fit`), the same cosine decay.
+        """
+        if not self.model.mode.is_tuned:
             return None
         groups = self.model.learnable_parameters()
+        if "head" in groups:
+            optimizer = torch.optim.AdamW(
+                groups["head"], lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+            )
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.epochs)
+            return [optimizer], [scheduler]
         param_groups = [{"params": groups["prompts"]}]
         if "itc" in groups:
             param_groups.append({"params": groups["itc"]})
@@ -300,10 +327,14 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         """Take up to ``shots`` images per class from a loader of anomalib batches (``gt_class`` if present).
 
         The datamodule applies only the model's resize to training images, not the normalisation, so the full
-        pre-processing transform is applied here.
+        pre-processing transform is applied here. In ``outlier_class`` mode the whole loader is read, and every
+        image of class ``K`` (the fakes of a :class:`~anomalib_vlm.fodfom.FakeOutlierDataModule`) is encoded into
+        the head's outlier class.
         """
         names = self.model.class_names
         wanted = self.hparams.shots
+        wants_fakes = self.model.mode == SupremeMode.OUTLIER_CLASS
+        fake_features: list[torch.Tensor] = []
         collected: dict[int, list[torch.Tensor]] = {index: [] for index in range(len(names))}
         for batch in dataloader:
             classes = getattr(batch, "gt_class", None)
@@ -318,8 +349,20 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             for image, index in zip(batch.image, classes.tolist(), strict=True):
                 if 0 <= index < len(names) and len(collected[index]) < wanted:
                     collected[index].append(image)
-            if all(len(images) >= wanted for images in collected.values()):
+            if wants_fakes and (fakes := classes == len(names)).any():
+                images = self.pre_processor.transform(batch.image[fakes]).to(self.device)
+                fake_features.append(self.model.encode_images(images))
+            if not wants_fakes and all(len(images) >= wanted for images in collected.values()):
                 break
+        if wants_fakes:
+            if not fake_features:
+                msg = (
+                    "mode='outlier_class' trains on fake outliers, but the training split holds no image of the "
+                    f"outlier class (gt_class {len(names)}): use anomalib_vlm.fodfom.FakeOutlierDataModule with the "
+                    "output of `anomalib-vlm fake-outliers`."
+                )
+                raise ValueError(msg)
+            self.model.set_fakes(torch.cat(fake_features))
         shots = {}
         for index, name in enumerate(names):
             if not collected[index]:
@@ -347,14 +390,15 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         else:
             self._check_datamodule_classes(datamodule)
         tunes = stage == "fit" and self.model.mode == SupremeMode.SUPREME and not bool(self.model.trained)
-        if tunes and self.model.num_classes == 1:
+        if tunes and self.model.num_classes == 1:  # outlier_class has K+1 >= 2 classes
             msg = (
                 f"mode='supreme' tunes its prompts with cross-entropy over the ID classes, which is constant for the "
                 f"single class '{self.model.class_names[0]}'. For one-class use (e.g. an MVTec AD category) choose "
                 "mode='smmp' (training-free text and image prototypes) or mode='mcm'."
             )
             raise ValueError(msg)
-        if self.model.mode == SupremeMode.MCM or self.model.has_image_prototypes:
+        needs_fakes = self.model.mode == SupremeMode.OUTLIER_CLASS and not self.model.has_fakes
+        if self.model.mode == SupremeMode.MCM or (self.model.has_image_prototypes and not needs_fakes):
             return
         if self.hparams.few_shot_source is not None:
             shots = self._read_shots(self.hparams.few_shot_source)
@@ -368,14 +412,20 @@ class Supreme(ClipBackboneModule, AnomalibModule):
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """One epoch over the cached shot embeddings (the datamodule's batch only drives the loop)."""
+        """One epoch over the cached shot (and fake) embeddings (the datamodule's batch only drives the loop)."""
         del batch, args, kwargs  # These variables are not used.
         optimizer = self.optimizers()
         features, labels = self.model.shot_features, self.model.shot_labels
+        head = self.model.outlier_head
+        if head is not None:  # outlier_class: the shots, then the fakes as class K
+            features, labels, bank_index = head.training_set(features, labels)
         order = torch.randperm(len(labels), device=labels.device)
         totals: dict[str, float] = {}
         for chunk in order.split(self.hparams.batch_size):
-            losses = self.loss(self.model.training_outputs(features[chunk]), labels[chunk])
+            if head is not None:
+                losses = {"loss": head.loss(features[chunk], labels[chunk], bank_index[chunk])}
+            else:
+                losses = self.loss(self.model.training_outputs(features[chunk]), labels[chunk])
             optimizer.zero_grad()
             self.manual_backward(losses["loss"])
             optimizer.step()  # clips in on_before_optimizer_step

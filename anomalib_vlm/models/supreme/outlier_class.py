@@ -11,7 +11,10 @@ softmax, Energy = logsumexp of the ``K+1`` logits).
 
 On a frozen CLIP the trainable part is small: :class:`OutlierClassHead` is a cosine classifier with the K ID image
 prototypes (Supreme's shots) and an outlier class made of the fake embeddings, with a residual linear adapter,
-trained on the cached embeddings of the shots and the fakes.
+trained on the cached embeddings of the shots and the fakes. ``Supreme(mode="outlier_class")`` puts it on Supreme's
+frozen image encoder and trains it with ``Engine.fit`` on a
+:class:`~anomalib_vlm.fodfom.datamodule.FakeOutlierDataModule`; :meth:`OutlierClassHead.fit` trains it directly on
+cached embeddings (experiments).
 
 Scoring (``score``): ``"official"`` is FodFoM's MSP over all ``K+1`` classes; ``"id_classes"`` is the largest ID
 class probability of the ``K+1`` softmax (the outlier class takes its probability mass away from the ID classes;
@@ -24,7 +27,7 @@ from enum import Enum
 
 import torch
 import torch.nn.functional as F
-from anomalib.data import InferenceBatch
+from anomalib.models.components.base import DynamicBufferMixin
 from torch import nn
 
 SUPCON_TEMPERATURE = 0.1
@@ -52,7 +55,7 @@ def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float
     return per_anchor.mean() if keep.any() else logits.new_zeros(())
 
 
-class OutlierClassHead(nn.Module):
+class OutlierClassHead(DynamicBufferMixin, nn.Module):
     """``K+1`` cosine classifier on frozen CLIP image embeddings: K ID prototypes and one outlier class.
 
     The outlier class is the set of fake-outlier embeddings (a bank): its logit is
@@ -61,6 +64,9 @@ class OutlierClassHead(nn.Module):
     residual linear adapter (zero at the start, so the untrained head is already the training-free ``K+1``
     classifier) and the ID prototypes are trained with cross-entropy over ``K+1`` classes (a fake is not its own
     neighbour in the bank while training), plus SupCon on a 128-d projection head when enabled.
+
+    The fake bank is a buffer that a checkpoint resizes on loading (``DynamicBufferMixin``), so a head built for
+    the classes alone loads a trained one.
 
     Args:
         id_prototypes (torch.Tensor): ``[K, D]`` ID class prototypes (e.g. Supreme's image prototypes).
@@ -113,6 +119,29 @@ class OutlierClassHead(nn.Module):
             similarity[rows, bank_index[rows]] = float("-inf")
         return torch.cat([logits, similarity.logsumexp(dim=-1, keepdim=True)], dim=-1)
 
+    def set_fakes(self, fake_features: torch.Tensor) -> None:
+        """Replace the outlier class's bank with ``[M, D]`` fake-outlier embeddings (normalised here)."""
+        bank = F.normalize(fake_features.detach().float(), dim=-1).to(self.fake_bank.device)
+        self.fake_bank = bank.clone()
+
+    def training_set(
+        self, id_features: torch.Tensor, id_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features, labels and bank indices of one training epoch: the ID shots, then the bank's fakes (label K)."""
+        device = self.fake_bank.device
+        fakes = len(self.fake_bank)
+        features = torch.cat([id_features.float().to(device), self.fake_bank])
+        labels = torch.cat([id_labels.long().to(device), torch.full((fakes,), self.num_id_classes, device=device)])
+        bank_index = torch.cat([torch.full((len(id_labels),), -1, device=device), torch.arange(fakes, device=device)])
+        return features, labels, bank_index
+
+    def loss(self, features: torch.Tensor, labels: torch.Tensor, bank_index: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the ``K+1`` classes (a fake left out of its own bank), plus SupCon when enabled."""
+        loss = F.cross_entropy(self.logits(features, bank_index), labels)
+        if self.projection is not None:
+            loss = loss + supcon_loss(self.projection(self.adapted(features)), labels)
+        return loss
+
     def fit(
         self,
         id_features: torch.Tensor,
@@ -123,18 +152,13 @@ class OutlierClassHead(nn.Module):
         seed: int = 0,
     ) -> OutlierClassHead:
         """Train on cached embeddings: the ID shots with their classes and the bank's fakes with the label ``K``."""
-        fakes = len(self.fake_bank)
-        features = torch.cat([id_features.float(), self.fake_bank])
-        labels = torch.cat([id_labels.long(), torch.full((fakes,), self.num_id_classes)])
-        bank_index = torch.cat([torch.full((len(id_labels),), -1), torch.arange(fakes)])
+        features, labels, bank_index = self.training_set(id_features, id_labels)
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=1e-4)
         self.train()
         for _ in range(epochs):
             for chunk in torch.randperm(len(labels), generator=generator).split(batch_size):
-                loss = F.cross_entropy(self.logits(features[chunk], bank_index[chunk]), labels[chunk])
-                if self.projection is not None:
-                    loss = loss + supcon_loss(self.projection(self.adapted(features[chunk])), labels[chunk])
+                loss = self.loss(features[chunk], labels[chunk], bank_index[chunk])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -142,28 +166,12 @@ class OutlierClassHead(nn.Module):
 
     def id_score(self, features: torch.Tensor) -> torch.Tensor:
         """``[B]`` ID score (higher = more ID) by the chosen rule."""
+        return self.score_and_class_probabilities(features)[0]
+
+    def score_and_class_probabilities(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B]`` ID score by the chosen rule and ``[B, K]`` ID class probabilities (their share of the softmax)."""
         probabilities = self.logits(features).softmax(dim=-1)
+        id_probabilities = probabilities[:, : self.num_id_classes]
         if self.score_rule == OutlierScore.OFFICIAL:
-            return probabilities.max(dim=-1).values
-        return probabilities[:, : self.num_id_classes].max(dim=-1).values
-
-
-class SupremeOutlierClass(nn.Module):
-    """A Supreme torch model (for its frozen image encoder) with an :class:`OutlierClassHead` on top.
-
-    ``forward(images)`` returns anomalib's ``InferenceBatch`` with ``pred_score = 1 - id_score`` (higher = more
-    OOD), like :class:`~anomalib_vlm.models.supreme.torch_model.SupremeModel`.
-    """
-
-    def __init__(self, supreme: nn.Module, head: OutlierClassHead) -> None:
-        super().__init__()
-        self.supreme = supreme
-        self.head = head
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Frozen CLIP image embeddings ``[B, D]``."""
-        return self.supreme.encode_images(images)
-
-    def forward(self, images: torch.Tensor) -> InferenceBatch:
-        """OOD scores of pre-processed images."""
-        return InferenceBatch(pred_score=1.0 - self.head.id_score(self.encode(images)))
+            return probabilities.max(dim=-1).values, id_probabilities
+        return id_probabilities.max(dim=-1).values, id_probabilities

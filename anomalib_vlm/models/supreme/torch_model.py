@@ -9,7 +9,9 @@ Three scores (``mode``), all "ID-ness" ``S`` in the paper; ``pred_score = 1 - S`
 * ``smmp``: ``S_MMP = (S_MCM(I, P_txt) + S_MCM(I, P_img)) / 2`` with image prototypes = normalised mean of the
   k-shot image embeddings of each class (README Eqs. 2-3);
 * ``supreme``: ``S_GMP``, the mean of the four MCM terms of the image embedding and of its ITC projection into
-  text space, against the BPG-tuned text prototypes and the image prototypes (README Eqs. 4, 5, 11).
+  text space, against the BPG-tuned text prototypes and the image prototypes (README Eqs. 4, 5, 11);
+* ``outlier_class``: FodFoM's use of fake outliers, a ``K+1``-way head (the K image prototypes and an outlier class
+  made of the fakes' embeddings, :class:`~.outlier_class.OutlierClassHead`) scored from its ``K+1`` softmax.
 
 In train mode, :meth:`SupremeModel.training_outputs` returns what :class:`~.loss.SupremeLoss` needs for a batch
 of (cached) shot embeddings. :meth:`SupremeModel.forward` is the one scoring path (test, predict and export): from
@@ -33,6 +35,8 @@ from anomalib_vlm.clip import DualPathVisionEncoder, PromptLearner, encode_fixed
 from anomalib_vlm.data.utils import readable_name
 from anomalib_vlm.models.components import FrozenClipModel
 
+from .outlier_class import OutlierClassHead, OutlierScore
+
 
 class SupremeMode(str, Enum):
     """Which OOD score the model computes (and whether it needs tuning).
@@ -41,11 +45,19 @@ class SupremeMode(str, Enum):
         MCM: training-free, ID text prototypes only (the MCM baseline).
         SMMP: training-free, ID text and image prototypes.
         SUPREME: few-shot tuned with BPG and ITC, scored with S_GMP.
+        OUTLIER_CLASS: FodFoM's use of fake outliers: a K+1 head (:class:`~.outlier_class.OutlierClassHead`)
+            trained over the shots and the fakes.
     """
 
     MCM = "mcm"
     SMMP = "smmp"
     SUPREME = "supreme"
+    OUTLIER_CLASS = "outlier_class"
+
+    @property
+    def is_tuned(self) -> bool:
+        """Whether the mode has a training phase (``Engine.fit`` runs Lightning's fit loop until it is done)."""
+        return self in {SupremeMode.SUPREME, SupremeMode.OUTLIER_CLASS}
 
 
 class OODInferenceBatch(NamedTuple):
@@ -157,7 +169,7 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
         pretrained (str | Path | None): open_clip tag, local file, or ``None`` for seeded random weights.
             Defaults to ``"openai"``.
         image_size (int): square input side; the positional embedding is resized to it. Defaults to ``224``.
-        mode (SupremeMode | str): ``mcm``, ``smmp`` or ``supreme``. Defaults to ``"supreme"``.
+        mode (SupremeMode | str): ``mcm``, ``smmp``, ``supreme`` or ``outlier_class``. Defaults to ``"supreme"``.
         temperature (float): tau of every MCM softmax and of the training logits. Defaults to ``0.01``.
         prompt_template (str): fixed text prompt of the training-free modes, ``{}`` = class name.
             Defaults to ``"a photo of a {}."``.
@@ -169,6 +181,10 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
             makes S_GMP equal to S_MMP with tuned prompts. Defaults to ``True``.
         bias_init_std (float): initial spread sigma of the Gaussian image-domain bias (per token dimension).
             Defaults to ``1e-3``.
+        outlier_score (OutlierScore | str): ``outlier_class`` mode's ID score: ``id_classes`` (the ID classes'
+            share of the K+1 softmax) or ``official`` (FodFoM's MSP over all K+1). Defaults to ``"id_classes"``.
+        supcon (bool): ``outlier_class`` mode adds SupCon (temperature 0.1) on a projection head. Defaults to
+            ``False``.
         cache_dir (str | Path | None): open_clip weight cache. Defaults to open_clip's own.
     """
 
@@ -187,6 +203,8 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
         use_bpg: bool = True,
         use_itc: bool = True,
         bias_init_std: float = 1e-3,
+        outlier_score: OutlierScore | str = OutlierScore.ID_CLASSES,
+        supcon: bool = False,
         cache_dir: str | Path | None = None,
     ) -> None:
         if temperature <= 0:
@@ -206,7 +224,10 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
         self.context_init = context_init
         self.use_bpg = use_bpg
         self.use_itc = use_itc
+        self.outlier_score = OutlierScore(outlier_score)
+        self.supcon = supcon
         self.class_names: list[str] = []
+        self.outlier_head: OutlierClassHead | None = None  # outlier_class mode, built once the classes are known
 
         # The standard CLIP image embedding (class token, ln_post, projection), any input size, SDPA attention
         # (exportable): DualPathVisionEncoder without surgery.
@@ -284,6 +305,15 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
             ).to(device)
         else:
             self.prompt_learner = None
+        if self.mode == SupremeMode.OUTLIER_CLASS:
+            embed_dim = self.text_prototypes.shape[-1]
+            self.outlier_head = OutlierClassHead(
+                torch.zeros(len(names), embed_dim),
+                None,
+                temperature=self.temperature,
+                supcon=self.supcon,
+                score=self.outlier_score,
+            ).to(device)
         self.image_prototypes = torch.zeros(0, self.text_prototypes.shape[-1], device=device)
         self.refresh_cached_features()
 
@@ -346,7 +376,31 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
             image_prototypes=F.normalize(torch.stack([f.mean(0) for f in features]), dim=-1),
             image_condition_mean=shot_features.mean(0),
         )
+        if self.outlier_head is not None:
+            with torch.no_grad():
+                self.outlier_head.prototypes.copy_(self.image_prototypes)
         self.refresh_cached_features()
+
+    @property
+    def has_fakes(self) -> bool:
+        """Whether ``outlier_class`` mode's head holds fake outliers (:meth:`set_fakes`)."""
+        return self.outlier_head is not None and self.outlier_head.has_outlier_class
+
+    def set_fakes(self, fake_features: torch.Tensor) -> None:
+        """Give ``outlier_class`` mode its fake outliers as ``[M, D]`` CLIP image embeddings (:meth:`encode_images`).
+
+        Raises:
+            RuntimeError: another mode, or no ID classes yet.
+            ValueError: no fakes, or embeddings of the wrong width.
+        """
+        if self.outlier_head is None:
+            msg = "Fake outliers are used by mode='outlier_class' only, after set_classes()."
+            raise RuntimeError(msg)
+        width = self.text_prototypes.shape[-1]
+        if fake_features.ndim != 2 or len(fake_features) == 0 or fake_features.shape[-1] != width:
+            msg = f"Fake outliers must be [M, {width}] image embeddings with M >= 1, got {list(fake_features.shape)}."
+            raise ValueError(msg)
+        self.outlier_head.set_fakes(fake_features)
 
     # ------------------------------------------------------------------ BPG and text prototypes
     def _bias_shift(self, condition: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -380,9 +434,14 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
 
     # ------------------------------------------------------------------ training
     def learnable_parameters(self) -> dict[str, list[nn.Parameter]]:
-        """The tuned parameters by group: ``prompts`` (context, m), ``bias`` (mu, sigma) and ``itc`` (the two maps)."""
+        """The tuned parameters by group: ``prompts`` (context, m), ``bias`` (mu, sigma) and ``itc`` (the two maps).
+
+        ``outlier_class`` mode has one group, ``head`` (its ID prototypes, adapter and SupCon projection).
+        """
+        if self.outlier_head is not None:
+            return {"head": list(self.outlier_head.parameters())}
         if self.prompt_learner is None:
-            msg = "Only mode='supreme' has learnable parameters; call set_classes() first."
+            msg = "Only mode='supreme' and mode='outlier_class' have learnable parameters; call set_classes() first."
             raise RuntimeError(msg)
         groups: dict[str, list[nn.Parameter]] = {"prompts": list(self.prompt_learner.parameters())}
         if self.use_bpg:
@@ -440,6 +499,9 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
         if self.mode != SupremeMode.MCM and not self.has_image_prototypes:
             msg = f"mode='{self.mode.value}' needs image prototypes: give the k-shot ID images first (set_shots)."
             raise RuntimeError(msg)
+        if self.mode == SupremeMode.OUTLIER_CLASS and not self.has_fakes:
+            msg = "mode='outlier_class' needs fake outliers: train it on a FakeOutlierDataModule or call set_fakes()."
+            raise RuntimeError(msg)
 
     def score_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ID score ``S`` ``[B]`` and ID class probabilities ``[B, C]`` of CLIP image embeddings ``[B, D]``.
@@ -448,6 +510,8 @@ class SupremeModel(DynamicBufferMixin, FrozenClipModel):
         (or prototypes) be compared on one encoding of a dataset. :meth:`forward` scores images through it.
         """
         features = F.normalize(features, dim=-1)
+        if self.outlier_head is not None:
+            return self.outlier_head.score_and_class_probabilities(features)
         text_score, text_probabilities = mcm_terms(features, self.text_prototypes, self.temperature)
         if self.mode == SupremeMode.MCM:
             return text_score, text_probabilities

@@ -198,10 +198,15 @@ class Trust(ClipBackboneModule, AnomalibModule):
             prompt_template=hparams.prompt_template,
             **kwargs,
         )
-        trust._take_prototypes(supreme)
+        trust.start_from_supreme(supreme)
         return trust
 
-    def _take_prototypes(self, supreme: Any) -> None:
+    def start_from_supreme(self, supreme: Any) -> None:
+        """Take a Supreme model's ID classes and text prototypes (tuned or not) as the classifier to adapt.
+
+        Raises:
+            ValueError: the Supreme model has no classes yet, or its backbone weights are not this model's.
+        """
         source = supreme.model
         if not source.class_names:
             msg = "The Supreme model has no classes yet: train or calibrate it (or give it class_names) first."
@@ -220,7 +225,7 @@ class Trust(ClipBackboneModule, AnomalibModule):
         if not Path(path).is_file():
             msg = f"source_model: Supreme checkpoint {path} does not exist"
             raise FileNotFoundError(msg)
-        self._take_prototypes(Supreme.load_from_checkpoint(path, map_location="cpu"))
+        self.start_from_supreme(Supreme.load_from_checkpoint(path, map_location="cpu"))
 
     # ------------------------------------------------------------------ anomalib configuration
     @classmethod
@@ -308,6 +313,14 @@ class Trust(ClipBackboneModule, AnomalibModule):
         return ClipCaptionClassifier(self.model.clip, self.hparams.backbone, seed=self.hparams.seed, **options)
 
     @torch.no_grad()
+    @property
+    def pseudo_labels(self) -> torch.Tensor | None:
+        """The caption classifier's ``[N_target]`` class indices for the target images, in the datamodule's order.
+
+        What the adaptation trains towards; ``None`` before :meth:`prepare_adaptation`.
+        """
+        return self._cache.get("pseudo_labels")
+
     def prepare_adaptation(self, datamodule: Any, caption_classifier: CaptionClassifier | None = None) -> None:
         """Train the caption classifier, pseudo-label the target, and cache what the losses need.
 
