@@ -208,6 +208,17 @@ class DualPathVisionEncoder(nn.Module):
             )
         return self.visual.ln_pre(x + positional_embedding.to(x.dtype)), grid_size
 
+    def run_blocks(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Tokens ``[B, L, W]`` through blocks ``start:stop`` as CLIP runs them (no surgery, SDPA, exportable).
+
+        For callers that split the tower, e.g. frozen blocks whose output is cached, then fine-tuned ones.
+        """
+        for block in self.visual.transformer.resblocks[start:stop]:
+            attention, _ = block_attention(block, block.ln_1(x), with_vv=False)
+            x = x + attention
+            x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        return x
+
     def block_input(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """The tokens block ``index`` (0-indexed) runs on; subclasses insert or drop tokens here (e.g. prompts)."""
         del index  # the plain encoder changes nothing

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,26 @@ GENERATION_FILE = "generation.json"
 def readable_name(folder: str) -> str:
     """A class or category folder name as words for a prompt or a caption: ``metal_plate`` -> ``metal plate``."""
     return folder.replace("_", " ")
+
+
+def class_folders(folder: Path) -> list[str]:
+    """Sorted names of the sub-folders of ``folder`` (a class index order); none when it does not exist."""
+    return sorted(path.name for path in folder.iterdir() if path.is_dir()) if folder.is_dir() else []
+
+
+def class_names_for(folders: Sequence[str], given: Sequence[str] | None, where: Path, role: str) -> list[str]:
+    """Readable class names in folder order: the folder names as words, or ``given`` when it has one per folder.
+
+    Raises:
+        ValueError: ``given`` has another length than ``folders`` (the message names the ``role`` of the classes,
+            e.g. "ID", and their folder ``where``).
+    """
+    if given is None:
+        return [readable_name(folder) for folder in folders]
+    if len(given) != len(folders):
+        msg = f"{len(given)} class names given for {len(folders)} {role} class folders under {where}: {list(folders)}"
+        raise ValueError(msg)
+    return list(given)
 
 
 def check_count(name: str, value: int, minimum: int) -> int:

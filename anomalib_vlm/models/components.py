@@ -34,7 +34,10 @@ from anomalib_vlm.models.quantization import TransformerQuantization
 
 if TYPE_CHECKING:
     from anomalib.data import Batch
+    from anomalib.metrics import Evaluator
+    from anomalib.post_processing import PostProcessor
     from anomalib.pre_processing import PreProcessor
+    from anomalib.visualization import Visualizer
     from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 logger = logging.getLogger(__name__)
@@ -186,6 +189,30 @@ class ClipBackboneModule(TransformerQuantization):
     resize_mode: ClassVar[str | None] = None
     """How the pre-processor resizes: ``None`` as open_clip declares for the weights (OpenAI's: shorter side and
     centre crop), ``"squash"`` the whole image to the input size (dense maps must cover all of it)."""
+
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: str | Path | None,
+        image_size: int,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: PostProcessor | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        """Build anomalib's components; ``pre_processor=True`` is the backbone's CLIP pre-processor at ``image_size``.
+
+        The model's own ``__init__`` validates its options, calls this, then builds its torch model at
+        ``self.model``.
+        """
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor((image_size, image_size), backbone, pretrained)
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
 
     # ------------------------------------------------------------------ anomalib configuration
     @classmethod

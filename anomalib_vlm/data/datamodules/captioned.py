@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from anomalib_vlm.data.dataclasses import OODImageBatch, OODImageItem
-from anomalib_vlm.data.utils import list_images, readable_name
+from anomalib_vlm.data.utils import class_folders, class_names_for, list_images
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +94,6 @@ def read_captions_csv(path: str | Path) -> dict[Path, str]:
 
 def _images_under(folder: Path) -> list[Path]:
     return [path.resolve() for path in list_images(folder, recursive=True)]
-
-
-def _class_folders(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def strong_augmentation(image_size: int) -> v2.Transform:
@@ -229,21 +225,12 @@ class CaptionedDomainDataModule(AnomalibDataModule):
     @property
     def class_folders(self) -> list[str]:
         """Sorted source class folder names (the label order)."""
-        return _class_folders(self.root / self.source_dir)
+        return class_folders(self.root / self.source_dir)
 
     @property
     def class_names(self) -> list[str]:
-        """Readable class names in label order."""
-        folders = self.class_folders
-        if self._given_class_names is None:
-            return [readable_name(folder) for folder in folders]
-        if len(self._given_class_names) != len(folders):
-            msg = (
-                f"{len(self._given_class_names)} class names given for {len(folders)} source class folders under "
-                f"{self.root / self.source_dir}: {folders}"
-            )
-            raise ValueError(msg)
-        return list(self._given_class_names)
+        """Readable class names in label order (the folder names, or the ``class_names`` given, one per folder)."""
+        return class_names_for(self.class_folders, self._given_class_names, self.root / self.source_dir, "source")
 
     def index(self) -> None:
         """Read the folders and the captions table once (every check of the class docstring happens here)."""
@@ -287,7 +274,7 @@ class CaptionedDomainDataModule(AnomalibDataModule):
     def _target_test(self) -> tuple[list[Path], list[int]]:
         test_root = self.root / self.target_test_dir
         folders = self.class_folders
-        unknown = [name for name in _class_folders(test_root) if name not in folders]
+        unknown = [name for name in class_folders(test_root) if name not in folders]
         if unknown:
             msg = f"Target-test classes {unknown} under {test_root} are not source classes ({folders})"
             raise ValueError(msg)

@@ -41,11 +41,7 @@ from pandas import DataFrame
 from torchvision.transforms.v2 import Transform
 
 from anomalib_vlm.data.dataclasses import OOD_CLASS_INDEX, OODImageBatch, OODImageItem
-from anomalib_vlm.data.utils import list_images, readable_name
-
-
-def _class_folders(folder: Path) -> list[str]:
-    return sorted(path.name for path in folder.iterdir() if path.is_dir()) if folder.is_dir() else []
+from anomalib_vlm.data.utils import class_folders, class_names_for, list_images
 
 
 def _id_rows(folder: Path, index: int, name: str) -> list[dict]:
@@ -73,7 +69,7 @@ def _test_rows(
     ood_kinds: Sequence[str] | None,
 ) -> list[dict]:
     """ID test images of the known classes, then the images of every (selected) OOD kind."""
-    unknown = sorted(set(_class_folders(root / test_dir)) - set(classes))
+    unknown = sorted(set(class_folders(root / test_dir)) - set(classes))
     if unknown:
         msg = f"Test class folders {unknown} under {root / test_dir} have no training folder in {root / train_dir}"
         raise FileNotFoundError(msg)
@@ -81,7 +77,7 @@ def _test_rows(
     for index, name in enumerate(classes):
         if (root / test_dir / name).is_dir():
             rows += _id_rows(root / test_dir / name, index, name)
-    kinds = _class_folders(root / ood_dir)
+    kinds = class_folders(root / ood_dir)
     if ood_kinds is not None:
         missing = sorted(set(ood_kinds) - set(kinds))
         if missing:
@@ -118,7 +114,7 @@ def make_ood_samples(
         FileNotFoundError: missing folders, or an ID class / OOD kind without images.
     """
     root = Path(root)
-    classes = _class_folders(root / train_dir)
+    classes = class_folders(root / train_dir)
     if not classes:
         msg = f"No ID class folders under {root / train_dir}: expected {root}/{train_dir}/<class>/*.png"
         raise FileNotFoundError(msg)
@@ -269,7 +265,7 @@ class OODDataModule(AnomalibDataModule):
     @property
     def class_folders(self) -> list[str]:
         """Sorted ID class folder names (the class index order)."""
-        return _class_folders(self.root / self.train_dir)
+        return class_folders(self.root / self.train_dir)
 
     @property
     def class_names(self) -> list[str]:
@@ -283,13 +279,7 @@ class OODDataModule(AnomalibDataModule):
         if names is None and self.class_names_file is not None:
             lines = Path(self.class_names_file).read_text(encoding="utf-8").splitlines()
             names = [line.strip() for line in lines if line.strip()]
-        if names is None:
-            return [readable_name(folder) for folder in folders]
-        if len(names) != len(folders):
-            folder = self.root / self.train_dir
-            msg = f"{len(names)} class names given for {len(folders)} ID class folders under {folder}"
-            raise ValueError(msg)
-        return list(names)
+        return class_names_for(folders, names, self.root / self.train_dir, "ID")
 
     def _setup(self, _stage: str | None = None) -> None:
         common = {

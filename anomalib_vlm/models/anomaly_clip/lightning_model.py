@@ -132,9 +132,10 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         if epochs < 1:
             msg = f"epochs must be >= 1, got {epochs}"
             raise ValueError(msg)
-        if pre_processor is True:
-            pre_processor = self.configure_pre_processor((image_size, image_size), backbone, pretrained)
         super().__init__(
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=image_size,
             pre_processor=pre_processor,
             post_processor=post_processor,
             evaluator=evaluator,

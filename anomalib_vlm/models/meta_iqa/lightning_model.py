@@ -172,11 +172,12 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
         if not 0.0 < meta_support_ratio < 1.0:
             msg = f"meta_support_ratio must be in (0, 1), got {meta_support_ratio}"
             raise ValueError(msg)
-        if pre_processor is True:
-            pre_processor = self.configure_pre_processor((image_size, image_size), backbone, pretrained)
         if post_processor is True:
             post_processor = self.configure_post_processor(quality_threshold)
         super().__init__(
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=image_size,
             pre_processor=pre_processor,
             post_processor=post_processor,
             evaluator=evaluator,

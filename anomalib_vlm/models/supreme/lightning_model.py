@@ -159,9 +159,10 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         if gradient_clip_norm is not None and gradient_clip_norm <= 0:
             msg = f"gradient_clip_norm must be > 0 (or None), got {gradient_clip_norm}"
             raise ValueError(msg)
-        if pre_processor is True:
-            pre_processor = self.configure_pre_processor((image_size, image_size), backbone, pretrained)
         super().__init__(
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=image_size,
             pre_processor=pre_processor,
             post_processor=post_processor,
             evaluator=evaluator,

@@ -108,9 +108,56 @@ def train_classifier(
 
 
 class CaptionClassifier(nn.Module, ABC):
-    """Maps captions to class logits (pseudo-labels) and to features (the soft-contrastive positives)."""
+    """Maps captions to class logits (pseudo-labels) and to features (the soft-contrastive positives).
+
+    Holds the training options that every classifier shares (the official fine-tuning: AdamW, per-step cosine
+    decay, class-balanced batches) and trains with them in :meth:`train_on`.
+
+    Args:
+        epochs (int): training epochs over the source captions. Defaults to ``20`` (official).
+        batch_size (int): captions per step. Defaults to ``64`` (official).
+        learning_rate (float): AdamW learning rate. Defaults to ``5e-5`` (official).
+        weight_decay (float): AdamW weight decay. Defaults to ``3e-4`` (official).
+        gradient_clip_norm (float | None): gradient-norm clipping. Defaults to ``1.0`` (official).
+        seed (int): seed of the head's initialisation and of the batches. Defaults to ``0``.
+    """
 
     num_classes: int
+
+    def __init__(
+        self,
+        epochs: int = 20,
+        batch_size: int = 64,
+        learning_rate: float = 5e-5,
+        weight_decay: float = 3e-4,
+        gradient_clip_norm: float | None = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.epochs, self.batch_size = epochs, batch_size
+        self.learning_rate, self.weight_decay = learning_rate, weight_decay
+        self.gradient_clip_norm, self.seed = gradient_clip_norm, seed
+        self.num_classes = 0
+
+    def train_on(
+        self,
+        logits_of: Callable[[torch.Tensor], torch.Tensor],
+        parameters: Sequence[nn.Parameter],
+        labels: torch.Tensor,
+    ) -> float:
+        """:func:`train_classifier` with this classifier's options; returns the last epoch's mean loss."""
+        with torch.enable_grad():
+            return train_classifier(
+                logits_of,
+                parameters,
+                labels,
+                self.epochs,
+                self.batch_size,
+                self.learning_rate,
+                self.weight_decay,
+                self.gradient_clip_norm,
+                self.seed,
+            )
 
     @abstractmethod
     def fit(self, captions: Sequence[str], labels: Sequence[int] | torch.Tensor, num_classes: int) -> float:
@@ -183,13 +230,9 @@ class ClipCaptionClassifier(CaptionClassifier):
         gradient_clip_norm: float | None = 1.0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(epochs, batch_size, learning_rate, weight_decay, gradient_clip_norm, seed)
         self._clip = [clip]  # the model's frozen CLIP: copied at fit(), never trained here
         self.backbone = backbone
-        self.epochs, self.batch_size = epochs, batch_size
-        self.learning_rate, self.weight_decay = learning_rate, weight_decay
-        self.gradient_clip_norm, self.seed = gradient_clip_norm, seed
-        self.num_classes = 0
         self.tower: _TextTower | None = None
         self.head: nn.Linear | None = None
 
@@ -219,18 +262,7 @@ class ClipCaptionClassifier(CaptionClassifier):
             features = F.normalize(self.tower(tokens[indices.to(device)]).float(), dim=-1)
             return self.head(self.feature_scale * features)
 
-        with torch.enable_grad():
-            loss = train_classifier(
-                logits_of,
-                trained,
-                labels,
-                self.epochs,
-                self.batch_size,
-                self.learning_rate,
-                self.weight_decay,
-                self.gradient_clip_norm,
-                self.seed,
-            )
+        loss = self.train_on(logits_of, trained, labels)
         self.tower.eval()
         return loss
 
@@ -284,7 +316,7 @@ class DistilBertCaptionClassifier(CaptionClassifier):
         gradient_clip_norm: float | None = 1.0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(epochs, batch_size, learning_rate, weight_decay, gradient_clip_norm, seed)
         try:
             import transformers
         except ImportError as error:  # pragma: no cover - the extra is installed in dev
@@ -294,10 +326,6 @@ class DistilBertCaptionClassifier(CaptionClassifier):
         self.source = model
         self.tokenizer = self._load_tokenizer(tokenizer if tokenizer is not None else model)
         self.max_length = max_length
-        self.epochs, self.batch_size = epochs, batch_size
-        self.learning_rate, self.weight_decay = learning_rate, weight_decay
-        self.gradient_clip_norm, self.seed = gradient_clip_norm, seed
-        self.num_classes = 0
         self.model: nn.Module | None = None
 
     def _load_tokenizer(self, source: Any) -> Any:
@@ -337,19 +365,9 @@ class DistilBertCaptionClassifier(CaptionClassifier):
 
         # DistilBERT's dropout draws from the global generator: seeded here, so a fit does not depend on what ran
         # before it.
-        with torch.enable_grad(), torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            loss = train_classifier(
-                logits_of,
-                list(self.model.parameters()),
-                labels,
-                self.epochs,
-                self.batch_size,
-                self.learning_rate,
-                self.weight_decay,
-                self.gradient_clip_norm,
-                self.seed,
-            )
+            loss = self.train_on(logits_of, list(self.model.parameters()), labels)
         self.model.eval()
         return loss
 

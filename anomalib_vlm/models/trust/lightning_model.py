@@ -147,9 +147,10 @@ class Trust(ClipBackboneModule, AnomalibModule):
             raise ValueError(msg)
         if class_names is not None:
             class_names = check_class_names(class_names)
-        if pre_processor is True:
-            pre_processor = self.configure_pre_processor((image_size, image_size), backbone, pretrained)
         super().__init__(
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=image_size,
             pre_processor=pre_processor,
             post_processor=post_processor,
             evaluator=evaluator,
@@ -312,7 +313,6 @@ class Trust(ClipBackboneModule, AnomalibModule):
             return DistilBertCaptionClassifier(self.hparams.distilbert_model, seed=self.hparams.seed, **options)
         return ClipCaptionClassifier(self.model.clip, self.hparams.backbone, seed=self.hparams.seed, **options)
 
-    @torch.no_grad()
     @property
     def pseudo_labels(self) -> torch.Tensor | None:
         """The caption classifier's ``[N_target]`` class indices for the target images, in the datamodule's order.
@@ -321,6 +321,7 @@ class Trust(ClipBackboneModule, AnomalibModule):
         """
         return self._cache.get("pseudo_labels")
 
+    @torch.no_grad()
     def prepare_adaptation(self, datamodule: Any, caption_classifier: CaptionClassifier | None = None) -> None:
         """Train the caption classifier, pseudo-label the target, and cache what the losses need.
 

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from anomalib_vlm.clip import DualPathVisionEncoder, encode_fixed_texts
-from anomalib_vlm.clip.surgery import block_attention
 from anomalib_vlm.data.utils import readable_name
 from anomalib_vlm.models.components import FrozenClipModel
 from anomalib_vlm.models.supreme.torch_model import OODInferenceBatch, check_class_names, mcm_terms
@@ -143,21 +142,13 @@ class TrustModel(FrozenClipModel):
     def encode_prefix(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, L, W]`` tokens after the frozen blocks (the encoder's embedding, then the frozen blocks)."""
         self.check_images(images)
-        x, _ = self.vision.embed(images)
-        for block in self.clip.visual.transformer.resblocks[: self.frozen_depth]:
-            x = self._block(block, x)
-        return x
-
-    def _block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        attention, _ = block_attention(block, block.ln_1(x), with_vv=False)  # SDPA, exportable
-        x = x + attention
-        return x + block.ls_2(block.mlp(block.ln_2(x)))
+        tokens, _ = self.vision.embed(images)
+        return self.vision.run_blocks(tokens, stop=self.frozen_depth)
 
     def encode_from_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, D]`` normalised image embeddings from :meth:`encode_prefix`'s tokens (the fine-tuned blocks)."""
+        tokens = self.vision.run_blocks(tokens, start=self.frozen_depth)
         visual = self.clip.visual
-        for block in visual.transformer.resblocks[self.frozen_depth :]:
-            tokens = self._block(block, tokens)
         return F.normalize(visual.ln_post(tokens[:, 0]) @ visual.proj, dim=-1)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
