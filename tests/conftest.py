@@ -9,6 +9,7 @@ What the fixtures and tests build alike (the tiny model, a quiet Engine) is in :
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,27 @@ def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger("anomalib").setLevel(logging.WARNING)
     logging.getLogger("lightning").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning)
-    torch.set_num_threads(2)
+    # Under pytest-xdist (tools/dev.py test) the workers share the cores: one thread each, for the worker and for
+    # the processes it starts (command lines, notebook kernels, DDP ranks), which read OMP_NUM_THREADS. Two
+    # threads of tiny matrices on a shared core mostly wait for each other.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+    else:
+        torch.set_num_threads(2)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` every test runs on the worker of its file, unless it names its own group.
+
+    Module- and session-scoped fixtures are then built once per file (xdist's "loadfile"); files that share an
+    expensive session fixture share a group (``pytest.mark.xdist_group``), and independent tests of one file may
+    take one group each (the notebooks).
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="module")

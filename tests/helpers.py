@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,9 @@ from anomalib.data import ImageBatch, MVTecAD
 from anomalib.engine import Engine
 
 from anomalib_vlm.models import AnomalyClip
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the environment's console scripts (anomalib, anomalib-vlm)
 
 # Train on textures and two objects; test on an object category the prompts never saw.
 TRAIN_CATEGORIES = ("weave", "wood", "tile", "leather", "bottle_cap", "chip")
@@ -98,3 +104,19 @@ def set_network(monkeypatch: pytest.MonkeyPatch, reachable: bool) -> None:
         return socket.socket()
 
     monkeypatch.setattr(socket, "create_connection", connect)
+
+
+def run_command(*args: str | Path, cwd: Path = REPO) -> str:
+    """Run a command line to completion; its stdout and stderr, or a failed assertion that shows both."""
+    result = subprocess.run(
+        [str(arg) for arg in args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600
+    )
+    assert result.returncode == 0, f"{' '.join(map(str, args))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def printed_metric(output: str, name: str) -> float:
+    """A value from the metrics table that anomalib's CLI prints."""
+    match = re.search(rf"{name}\s*│\s*([0-9.]+)", output)
+    assert match, f"{name} not in the output:\n{output[-3000:]}"
+    return float(match.group(1))

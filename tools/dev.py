@@ -53,6 +53,22 @@ def ensure_environment() -> Path:
     return python
 
 
+def parallel_options(options: list[str]) -> list[str]:
+    """pytest-xdist options: one worker per core (at most 4), unless ``options`` choose workers themselves.
+
+    The suite is mostly single-threaded (small models, subprocesses, data generation), so on two cores two workers
+    halve its time. ``--dist loadgroup`` keeps each test file on one worker (its module fixtures are built once);
+    ``tests/conftest.py`` gives every test its file's group unless the test names another.
+    """
+    if any(option == "-n" or option.startswith(("-n", "--numprocesses", "--dist")) for option in options):
+        return []
+    if "no:xdist" in options:
+        return []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(cores, 4))
+    return ["-n", str(workers), "--dist", "loadgroup"] if workers > 1 else []
+
+
 def main(argv: list[str]) -> int:
     """Entry point."""
     if not argv or argv[0] not in {"demo", "test", "setup"}:
@@ -65,7 +81,7 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         args = [python, "-m", "anomalib_vlm.cli", "demo", *rest]
     else:
-        args = [python, "-m", "pytest", *(rest or ["tests"])]
+        args = [python, "-m", "pytest", *parallel_options(rest), *(rest or ["tests"])]
     print("+", " ".join(str(arg) for arg in args), flush=True)
     return subprocess.run([str(arg) for arg in args], cwd=ROOT, check=False).returncode
 

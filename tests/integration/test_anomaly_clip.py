@@ -29,7 +29,8 @@ from tests.helpers import (
     unseen_datamodule,
 )
 
-pytestmark = pytest.mark.slow
+# One worker builds the trained_run session fixture for both files (tools/dev.py runs pytest-xdist).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_run")]
 
 
 def test_importing_the_package_registers_the_model_with_anomalib() -> None:

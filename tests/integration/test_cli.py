@@ -6,20 +6,24 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from anomalib_vlm.models import AnomalyClip
 from anomalib_vlm.models.components import read_checkpoint
-from tests.helpers import IMAGE_SIZE, UNSEEN_CATEGORY, make_engine, unseen_datamodule
+from tests.helpers import (
+    BIN,
+    IMAGE_SIZE,
+    REPO,
+    UNSEEN_CATEGORY,
+    make_engine,
+    printed_metric,
+    run_command,
+    unseen_datamodule,
+)
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 TINY_MODEL_ARGS = [
     "--model.backbone",
     "anomalib-vlm-tiny",
@@ -30,17 +34,9 @@ TINY_MODEL_ARGS = [
 ]
 
 
-def _run(*args: str | Path, cwd: Path = REPO) -> str:
-    result = subprocess.run(
-        [str(arg) for arg in args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600
-    )
-    assert result.returncode == 0, f"{' '.join(map(str, args))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout + result.stderr
-
-
 def test_anomalib_cli_trains_anomaly_clip_on_a_folder_dataset(synthetic_root: Path, tmp_path: Path) -> None:
     """``anomalib train --model anomalib_vlm.models.AnomalyClip --data anomalib.data.Folder``, unchanged anomalib."""
-    output = _run(
+    output = run_command(
         BIN / "anomalib", "train",
         "--model", "anomalib_vlm.models.AnomalyClip", *TINY_MODEL_ARGS,
         "--model.epochs", "1", "--model.synthetic_anomaly_probability", "0.5",
@@ -54,13 +50,6 @@ def test_anomalib_cli_trains_anomaly_clip_on_a_folder_dataset(synthetic_root: Pa
     assert list(tmp_path.rglob("images/test/hole/*.png")), "anomalib's visualizer wrote no images"
 
 
-def _metric(output: str, name: str) -> float:
-    """A value from anomalib's printed metrics table."""
-    match = re.search(rf"{name}\s*│\s*([0-9.]+)", output)
-    assert match, f"{name} not in the output:\n{output[-3000:]}"
-    return float(match.group(1))
-
-
 def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp_path: Path) -> None:
     """``anomalib-vlm`` is anomalib's CLI with ``--model AnomalyClip``: train on auxiliary data, test, export.
 
@@ -69,7 +58,7 @@ def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp
     category first (anomalib alone would keep the training data's thresholds).
     """
     cli = BIN / "anomalib-vlm"
-    _run(
+    run_command(
         cli, "train", "--config", REPO / "configs/anomaly_clip/tiny_synthetic_train.yaml",
         "--data.init_args.root", synthetic_root, "--data.init_args.categories", "[wood, chip]",
         "--model.init_args.epochs", "1", "--default_root_dir", tmp_path / "train",
@@ -77,7 +66,7 @@ def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp
     checkpoint = next((tmp_path / "train").rglob("model.ckpt"))
     trained_threshold = read_checkpoint(checkpoint, AnomalyClip)["state_dict"]["post_processor._image_threshold"]
     capsule = ["--data", "anomalib.data.MVTecAD", "--data.root", synthetic_root, "--data.category", UNSEEN_CATEGORY]
-    output = _run(
+    output = run_command(
         cli, "test", "--model", "AnomalyClip", "--ckpt_path", checkpoint, *capsule,
         "--default_root_dir", tmp_path / "test",
     )  # fmt: skip
@@ -87,17 +76,17 @@ def test_anomalib_vlm_cli_short_name_train_test_export(synthetic_root: Path, tmp
     expected = make_engine(tmp_path / "python").test(model=model, datamodule=unseen_datamodule(synthetic_root))[0]
     assert float(model.post_processor.image_threshold) != pytest.approx(float(trained_threshold), abs=1e-3)
     for name in ("image_F1Score", "pixel_F1Score", "image_AUROC", "pixel_AUROC"):
-        assert _metric(output, name) == pytest.approx(expected[name], abs=2e-3), name
+        assert printed_metric(output, name) == pytest.approx(expected[name], abs=2e-3), name
 
-    _run(cli, "predict", "--ckpt_path", checkpoint, *capsule, "--default_root_dir", tmp_path / "predict")
+    run_command(cli, "predict", "--ckpt_path", checkpoint, *capsule, "--default_root_dir", tmp_path / "predict")
     assert list((tmp_path / "predict").rglob("images/**/*.png")), "predict wrote no visualisation"
-    output = _run(
+    output = run_command(
         cli, "export", "--ckpt_path", checkpoint, "--export_type", "openvino",
         "--input_size", f"[{IMAGE_SIZE},{IMAGE_SIZE}]", "--export_root", tmp_path / "export",
     )  # fmt: skip
     assert output.count("\n") < 200, f"export printed {output.count(chr(10))} lines:\n{output[-3000:]}"
     assert (tmp_path / "export" / "weights" / "openvino" / "model.xml").is_file()
-    _run(
+    run_command(
         BIN / "anomalib", "export", "--model", "anomalib_vlm.models.AnomalyClip", *TINY_MODEL_ARGS,
         "--ckpt_path", checkpoint, "--export_type", "openvino", "--input_size", f"[{IMAGE_SIZE},{IMAGE_SIZE}]",
         "--export_root", tmp_path / "anomalib_export",

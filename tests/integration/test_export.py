@@ -17,7 +17,8 @@ from PIL import Image
 from anomalib_vlm.deploy import OPENVINO_FP32_CONFIG, compile_openvino, onnx_to_openvino
 from tests.helpers import IMAGE_SIZE, UNSEEN_CATEGORY, TrainedRun
 
-pytestmark = pytest.mark.slow
+# One worker builds the trained_run session fixture for both files (tools/dev.py runs pytest-xdist).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained_run")]
 TOLERANCE = 1e-4
 
 

@@ -16,7 +16,11 @@ TIME_LIMIT_S = 180  # the walkthroughs promise "under 3 minutes on CPU"
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+@pytest.mark.parametrize(
+    "notebook",
+    [pytest.param(path, marks=pytest.mark.xdist_group(f"notebook_{path.stem}")) for path in NOTEBOOKS],
+    ids=[path.stem for path in NOTEBOOKS],
+)
 def test_notebook_runs_and_shows_pictures(notebook: Path, tmp_path: Path) -> None:
     """Execute the notebook in a scratch folder (its outputs land there) and check that it drew figures."""
     import nbformat
