@@ -312,7 +312,6 @@ class Trust(ClipBackboneModule, AnomalibModule):
             return DistilBertCaptionClassifier(self.hparams.distilbert_model, seed=self.hparams.seed, **options)
         return ClipCaptionClassifier(self.model.clip, self.hparams.backbone, seed=self.hparams.seed, **options)
 
-    @torch.no_grad()
     @property
     def pseudo_labels(self) -> torch.Tensor | None:
         """The caption classifier's ``[N_target]`` class indices for the target images, in the datamodule's order.
