@@ -39,9 +39,12 @@ VARIANTS = {
     "no_uncertainty": {"use_uncertainty": False},
     "no_contrastive": {"contrastive_weight": 0.0},
     "target_oracle": {"source_only": True},
+    "no_strong": {"strong_weight": 0.0},
 }
 """Model options per variant. ``target_oracle`` trains like ``source_only`` but on the *target's true labels*
-(the ceiling of what adaptation could reach with these settings; it reads labels TRUST never sees)."""
+(the ceiling of what adaptation could reach with these settings; it reads labels TRUST never sees).
+``no_strong`` (a diagnostic, not run by default) keeps the ``w``-weighted pseudo-labels but drops the
+``(1 - w)``-weighted strong-view term."""
 
 CAPTION_FREE = ("source_only", "target_oracle")
 """Variants that read no caption: trained once per seed."""
@@ -252,7 +255,30 @@ def summarise(results: list[dict], variants: list[str]) -> list[str]:
             seed_cells.append(" / ".join(f"{value:.3f}" for value in found) if found else "-")
         lines.append(f"| {noise} | " + " | ".join(cells) + " |")
         per_seed.append(f"| {noise} | " + " | ".join(seed_cells) + " |")
-    return [*lines, "", f"per seed ({', '.join(map(str, seeds))}):", "", *per_seed]
+    return [*lines, "", f"per seed ({', '.join(map(str, seeds))}):", "", *per_seed, "", *differences(results, variants)]
+
+
+def differences(results: list[dict], variants: list[str]) -> list[str]:
+    """Markdown table of ``trust`` minus every other variant, paired by seed: mean ± sd, and seeds where > 0."""
+    others = [name for name in variants if name != "trust"]
+    if "trust" not in variants or not others:
+        return []
+    first = {r["seed"]: r for r in results if r["noise"] == min(q["noise"] for q in results)}
+    lines = ["| caption noise | " + " | ".join(f"trust - {name}" for name in others) + " |"]
+    lines.append("|---" * (len(others) + 1) + "|")
+    for noise in sorted({r["noise"] for r in results}):
+        cells = []
+        for name in others:
+            gaps = [
+                r["trust"] - (first[r["seed"]] if name in CAPTION_FREE else r)[name]
+                for r in results
+                if r["noise"] == noise and "trust" in r and name in (first[r["seed"]] if name in CAPTION_FREE else r)
+            ]
+            spread = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
+            wins = sum(gap > 0 for gap in gaps)
+            cells.append(f"{statistics.mean(gaps):+.3f} ± {spread:.3f} ({wins}/{len(gaps)} > 0)" if gaps else "-")
+        lines.append(f"| {noise} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.4])
-    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="*", choices=list(VARIANTS), default=[name for name in VARIANTS if name != "no_strong"]
+    )
     parser.add_argument("--shift", choices=sorted(SHIFTS), default="night")
     parser.add_argument("--shift-strength", type=float, default=1.0)
     parser.add_argument("--class-attribute", choices=CLASS_ATTRIBUTES, default="family")
@@ -281,7 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-root", type=Path, default=Path("datasets/trust_experiment"))
     parser.add_argument("--output", type=Path, default=Path("results/trust_experiment.json"))
+    parser.add_argument("--summarise", type=Path, default=None, help="print the tables of a saved --output only")
     args = parser.parse_args(argv)
+    if args.summarise is not None:
+        saved = json.loads(args.summarise.read_text())
+        variants = [name for name in VARIANTS if any(name in run for run in saved["runs"])]
+        print("\n".join(summarise(saved["runs"], variants)))
+        return 0
     if args.prompt_template is None:
         args.prompt_template = "a photo of a {} texture." if args.class_attribute == "colour" else "a photo of a {}."
     torch.set_num_threads(args.threads)
