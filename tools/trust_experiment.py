@@ -13,6 +13,12 @@ fresh strong view every step instead). Everything else (model, caption classifie
 cosine decay) is the package's.
 
     python tools/trust_experiment.py --seeds 0 1 2 --noise 0.0 0.4 --output results/trust_experiment.json
+
+The README's measurements (colour classes under lamp light, 5 seeds, about 10 minutes at one thread):
+
+    python tools/trust_experiment.py --seeds 0 1 2 3 4 --noise 0.0 0.2 0.4 0.6 --class-attribute colour \
+        --shift lamplight --batch-size 8 --strong-keep-colour --threads 1 --output results/trust_colour.json
+    python tools/trust_experiment.py --summarise results/trust_colour.json   # the tables again
 """
 
 from __future__ import annotations
