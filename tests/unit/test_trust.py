@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 import torch.nn.functional as F
@@ -88,6 +89,39 @@ def test_domain_shift_data_has_the_layout_and_the_caption_noise_it_was_asked_for
     assert batch["source"]["image"].shape == batch["source"]["strong"].shape == (32, 3, 64, 64)
     assert not torch.equal(batch["target"]["image"], batch["target"]["strong"])
     assert set(batch["target"]["label"].tolist()) == {-1}
+
+
+def test_colour_classes_are_captioned_by_colour_and_the_shift_strength_blends(tmp_path: Path) -> None:
+    from anomalib_vlm.data.generators.domain_shift import DEFAULT_COLOUR_CLASSES
+
+    def generate(name: str, strength: float) -> Path:
+        return generate_domain_shift_dataset(
+            tmp_path / name,
+            class_attribute="colour",
+            shift="lamplight",
+            shift_strength=strength,
+            caption_noise=0.5,
+            num_source=2,
+            num_target=4,
+            num_target_test=1,
+            seed=1,
+        )
+
+    root = generate("full", 1.0)
+    assert sorted(path.name for path in (root / "source").iterdir()) == sorted(DEFAULT_COLOUR_CLASSES)
+    captions = read_captions_csv(root / "captions.csv")
+    truth = list(csv.DictReader((root / "target_truth.csv").open()))
+    for row in truth:  # right captions name the true colour, wrong ones another class's colour
+        words = captions[(root / row["image_path"]).resolve()].split()
+        assert row["caption_class"] in words and (row["caption_correct"] == "1") == (row["class"] in words)
+    assert {row["caption_correct"] for row in truth} == {"0", "1"}
+    white = [cv2.imread(str(path / "target_test" / "white" / "000.png")) for path in (root, generate("none", 0.0))]
+    blue_to_red = [float(image[..., 0].mean()) / float(image[..., 2].mean()) for image in white]  # BGR
+    assert blue_to_red[0] < 0.8 and blue_to_red[1] > 0.9  # lamp light takes blue away; strength 0 leaves white
+    with pytest.raises(ValueError, match="class_attribute"):
+        generate_domain_shift_dataset(tmp_path / "bad", class_attribute="shape")
+    with pytest.raises(ValueError, match="colours"):
+        generate_domain_shift_dataset(tmp_path / "bad", class_attribute="colour", classes=["striped", "dotted"])
 
 
 def _copy_layout(root: Path, tmp_path: Path) -> Path:

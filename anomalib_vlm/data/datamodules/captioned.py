@@ -96,13 +96,24 @@ def _images_under(folder: Path) -> list[Path]:
     return [path.resolve() for path in list_images(folder, recursive=True)]
 
 
-def strong_augmentation(image_size: int) -> v2.Transform:
-    """SimCLR's strong view, as the official TRUST code uses on the target (on ``[0, 1]`` float tensors)."""
+def strong_augmentation(image_size: int, keep_colour: bool = False) -> v2.Transform:
+    """SimCLR's strong view, as the official TRUST code uses on the target (on ``[0, 1]`` float tensors).
+
+    Args:
+        image_size (int): output side.
+        keep_colour (bool): leave hue and saturation alone (no hue / saturation jitter, no grayscale; brightness
+            and contrast jitter stay), for tasks whose classes are colours, where SimCLR's colour jitter would
+            change the class of the view. Defaults to ``False`` (SimCLR's recipe).
+
+    Returns:
+        v2.Transform: the random transform.
+    """
+    jitter = v2.ColorJitter(0.4, 0.4, 0.0, 0.0) if keep_colour else v2.ColorJitter(0.4, 0.4, 0.4, 0.1)
     return v2.Compose(
         [
             v2.RandomResizedCrop(image_size, scale=(0.2, 1.0), antialias=True),
-            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            v2.RandomGrayscale(p=0.2),
+            v2.RandomApply([jitter], p=0.8),
+            *([] if keep_colour else [v2.RandomGrayscale(p=0.2)]),
             v2.RandomApply([v2.GaussianBlur(kernel_size=2 * (image_size // 20) + 1, sigma=(0.1, 2.0))], p=0.5),
             v2.RandomHorizontalFlip(),
         ]
@@ -112,10 +123,12 @@ def strong_augmentation(image_size: int) -> v2.Transform:
 class _DomainTrainDataset(Dataset):
     """One domain's training images: weak view, strong view, label and row index."""
 
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int], image_size: int, strong: bool) -> None:
+    def __init__(
+        self, paths: Sequence[Path], labels: Sequence[int], image_size: int, strong: bool, keep_colour: bool = False
+    ) -> None:
         self.paths, self.labels = list(paths), list(labels)
         self.weak = v2.Resize((image_size, image_size), antialias=True)
-        self.strong = strong_augmentation(image_size) if strong else self.weak
+        self.strong = strong_augmentation(image_size, keep_colour) if strong else self.weak
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -172,6 +185,8 @@ class CaptionedDomainDataModule(AnomalibDataModule):
         image_size (int): side the views are resized to (the model's input). Defaults to ``224``.
         strong_augmentation (bool): SimCLR-style strong views; off, the strong view is the weak one.
             Defaults to ``True``.
+        strong_keep_colour (bool): strong views without hue / saturation jitter and grayscale
+            (:func:`strong_augmentation`), for tasks whose classes are colours. Defaults to ``False`` (SimCLR's).
         train_batch_size (int): images per domain per step. Defaults to ``32`` (official).
         eval_batch_size, num_workers, seed: as anomalib's datamodules.
 
@@ -191,6 +206,7 @@ class CaptionedDomainDataModule(AnomalibDataModule):
         class_names: Sequence[str] | None = None,
         image_size: int = 224,
         strong_augmentation: bool = True,
+        strong_keep_colour: bool = False,
         train_batch_size: int = 32,
         eval_batch_size: int = 32,
         num_workers: int = 8,
@@ -210,6 +226,7 @@ class CaptionedDomainDataModule(AnomalibDataModule):
         self._given_class_names = None if class_names is None else list(class_names)
         self.image_size = image_size
         self.strong_augmentation = strong_augmentation
+        self.strong_keep_colour = strong_keep_colour
         self.source_paths: list[Path] = []
         self.source_labels: list[int] = []
         self.source_captions: list[str] = []
@@ -301,9 +318,12 @@ class CaptionedDomainDataModule(AnomalibDataModule):
         self.index()
         strong = self.strong_augmentation if strong is None else strong
         if domain == "source":
-            return _DomainTrainDataset(self.source_paths, self.source_labels, self.image_size, strong)
+            return _DomainTrainDataset(
+                self.source_paths, self.source_labels, self.image_size, strong, self.strong_keep_colour
+            )
         if domain == "target":
-            return _DomainTrainDataset(self.target_paths, [-1] * len(self.target_paths), self.image_size, strong)
+            labels = [-1] * len(self.target_paths)
+            return _DomainTrainDataset(self.target_paths, labels, self.image_size, strong, self.strong_keep_colour)
         msg = f"domain must be 'source' or 'target', got {domain!r}"
         raise ValueError(msg)
 

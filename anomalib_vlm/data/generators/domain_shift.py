@@ -10,6 +10,12 @@ a cluttered background, a cheap camera) and is captioned in its own words ("a da
 striped surface."). ``caption_noise`` is the knob of the text's reliability: that share of the target captions is
 replaced by the caption of a *different* class (another colour too), as mislabelled metadata would be.
 
+``class_attribute`` chooses what the classes are: ``"family"`` (default) the material family, whatever its colour;
+``"colour"`` the colour, whatever the family (each image draws one of :data:`DEFAULT_CLASSES`). Colours are what
+the small CLIP's image tower tells apart best at 64 px, and the ``lamplight`` shift (warm, tinted light) changes
+them: pixels mislead there while the captions still name the true colour, which is the premise of caption-guided
+adaptation. ``shift_strength`` blends the shifted rendering with the unshifted one (``1``: fully shifted).
+
 Writes the :class:`~anomalib_vlm.data.CaptionedDomainDataModule` layout, plus ``target_truth.csv`` (the
 target images' true classes and whether their caption is right), which only evaluation scripts read.
 
@@ -35,6 +41,12 @@ from anomalib_vlm.data.generators.corpus import COLOURS, MATERIALS, CaptionCorpu
 
 DEFAULT_CLASSES: tuple[str, ...] = ("striped", "dotted", "checkered", "woven", "wooden", "leather")
 """Material families the small CLIP was pre-trained on: the classes of the default task."""
+
+DEFAULT_COLOUR_CLASSES: tuple[str, ...] = ("white", "yellow", "grey", "brown", "pink", "purple")
+"""Colours of :data:`~anomalib_vlm.data.generators.corpus.COLOURS`: the classes with ``class_attribute="colour"``."""
+
+CLASS_ATTRIBUTES: tuple[str, ...] = ("family", "colour")
+"""What a class is: the material family (colour random) or the colour (family random)."""
 
 _Image = np.ndarray  # float32 (H, W, 3) in [0, 1]
 
@@ -84,11 +96,29 @@ def _camera(image: _Image, rng: np.random.Generator) -> _Image:
     return decoded.astype(np.float32).reshape(size, size, 3) / 255
 
 
+def _lamplight(image: _Image, rng: np.random.Generator) -> _Image:
+    """Warm, tinted lamp light (a wrong white balance) falling off from a lamp beside the frame, mild noise."""
+    size = image.shape[0]
+    x, y = synthetic._grid(size)
+    angle = rng.uniform(0, 2 * np.pi)
+    lamp_x, lamp_y = size / 2 + size * np.cos(angle), size / 2 + size * np.sin(angle)
+    distance = np.hypot(x - lamp_x, y - lamp_y) / (2 * size)
+    falloff = np.clip(1.15 - 0.5 * distance, 0.6, 1.15)
+    warmth = rng.uniform(0.75, 1.0)
+    cast = (1 + warmth * np.asarray([0.3, -0.05, -0.5])).astype(np.float32)
+    lit = image * cast * np.float32(rng.uniform(0.9, 1.05)) * falloff[..., None].astype(np.float32)
+    return lit + rng.normal(0, 0.02, image.shape).astype(np.float32)
+
+
 SHIFTS: dict[str, tuple[Callable[[_Image, np.random.Generator], _Image], tuple[str, ...]]] = {
     "night": (_night, ("a dark night-time photo of", "a dim photo taken at night of", "a low-light photo of")),
     "sketch": (_sketch, ("a pencil sketch of", "a drawing of", "a sketch of")),
     "clutter": (_clutter, ("a photo on a cluttered table of", "a busy scene with", "a snapshot of a messy desk with")),
     "camera": (_camera, ("a grainy phone photo of", "a blurry low-quality snapshot of", "a cheap camera photo of")),
+    "lamplight": (
+        _lamplight,
+        ("a photo under lamp light of", "an indoor snapshot by lamplight of", "a lamp-lit photo of"),
+    ),
 }
 """Target-domain renderings and the caption openings that describe them."""
 
@@ -105,6 +135,20 @@ def _write(path: Path, image: _Image) -> None:
         raise OSError(msg)
 
 
+def _write_table(path: Path, header: list[str], rows: list[tuple]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _content(name: str, class_attribute: str, rng: np.random.Generator) -> tuple[str, str]:
+    """``(family, colour)`` of an image of class ``name``: the other attribute is drawn at random."""
+    if class_attribute == "colour":
+        return DEFAULT_CLASSES[int(rng.integers(len(DEFAULT_CLASSES)))], name
+    return name, list(COLOURS)[int(rng.integers(len(COLOURS)))]
+
+
 def _caption(corpus: CaptionCorpus, family: str, colour: str, rng: np.random.Generator, opening: str | None) -> str:
     caption = corpus.caption(family, colour, family, None, None, rng)
     if opening is None:
@@ -114,12 +158,26 @@ def _caption(corpus: CaptionCorpus, family: str, colour: str, rng: np.random.Gen
 
 
 def _check_arguments(
-    classes: list[str], shift: str, caption_noise: float, num_source: int, num_target: int, num_target_test: int
+    classes: list[str],
+    shift: str,
+    caption_noise: float,
+    num_source: int,
+    num_target: int,
+    num_target_test: int,
+    class_attribute: str = "family",
+    shift_strength: float = 1.0,
 ) -> None:
     """Raise ``ValueError`` naming the first bad argument of :func:`generate_domain_shift_dataset`."""
-    unknown = [name for name in classes if name not in MATERIALS]
+    if class_attribute not in CLASS_ATTRIBUTES:
+        msg = f"class_attribute must be one of {CLASS_ATTRIBUTES}, got {class_attribute!r}"
+        raise ValueError(msg)
+    vocabulary, kind = (MATERIALS, "material families") if class_attribute == "family" else (COLOURS, "colours")
+    unknown = [name for name in classes if name not in vocabulary]
     if unknown or len(classes) < 2 or len(set(classes)) != len(classes):
-        msg = f"classes must be at least two distinct material families of {sorted(MATERIALS)}, got {classes}"
+        msg = f"classes must be at least two distinct {kind} of {sorted(vocabulary)}, got {classes}"
+        raise ValueError(msg)
+    if not 0.0 <= shift_strength <= 1.0:
+        msg = f"shift_strength must be in [0, 1], got {shift_strength}"
         raise ValueError(msg)
     if shift not in SHIFTS:
         msg = f"shift must be one of {sorted(SHIFTS)}, got {shift!r}"
@@ -135,7 +193,7 @@ def _check_arguments(
 
 def generate_domain_shift_dataset(
     root: str | Path,
-    classes: Sequence[str] = DEFAULT_CLASSES,
+    classes: Sequence[str] | None = None,
     shift: str = "night",
     caption_noise: float = 0.0,
     num_source: int = 40,
@@ -143,12 +201,17 @@ def generate_domain_shift_dataset(
     num_target_test: int = 30,
     image_size: int = 64,
     seed: int = 0,
+    class_attribute: str = "family",
+    shift_strength: float = 1.0,
 ) -> Path:
     """Write a seeded source / target / target-test dataset with captions (reused if already written alike).
 
     Args:
         root (str | Path): dataset root.
-        classes (Sequence[str]): material families of :data:`~anomalib_vlm.data.generators.corpus.MATERIALS`.
+        classes (Sequence[str] | None): material families of
+            :data:`~anomalib_vlm.data.generators.corpus.MATERIALS` (``class_attribute="family"``) or colours of
+            :data:`~anomalib_vlm.data.generators.corpus.COLOURS` (``"colour"``); ``None`` = :data:`DEFAULT_CLASSES`
+            or :data:`DEFAULT_COLOUR_CLASSES`.
         shift (str): target rendering, a key of :data:`SHIFTS`. Defaults to ``"night"``.
         caption_noise (float): share of target captions that describe another class, in ``[0, 1]``.
         num_source (int): source images per class.
@@ -156,15 +219,24 @@ def generate_domain_shift_dataset(
         num_target_test (int): labelled target test images per class.
         image_size (int): image side. Defaults to ``64`` (the small CLIP's).
         seed (int): dataset seed; images and noise draws depend only on it and their position.
+        class_attribute (str): ``"family"``: a class is a material family in random colours (default);
+            ``"colour"``: a class is a colour, each image one of :data:`DEFAULT_CLASSES` drawn at random.
+        shift_strength (float): how far the target is shifted, in ``[0, 1]``: the target image is
+            ``(1 - s) * unshifted + s * shifted``. Defaults to ``1.0`` (fully shifted).
 
     Returns:
         Path: ``root``.
 
     Raises:
-        ValueError: unknown classes or shift, fewer than two classes, a noise outside ``[0, 1]`` or counts < 1.
+        ValueError: unknown class attribute, classes or shift, fewer than two classes, a noise or shift strength
+            outside ``[0, 1]`` or counts < 1.
     """
+    if classes is None:
+        classes = DEFAULT_COLOUR_CLASSES if class_attribute == "colour" else DEFAULT_CLASSES
     classes = list(classes)
-    _check_arguments(classes, shift, caption_noise, num_source, num_target, num_target_test)
+    _check_arguments(
+        classes, shift, caption_noise, num_source, num_target, num_target_test, class_attribute, shift_strength
+    )
     root = Path(root)
     settings = {
         "classes": classes,
@@ -177,48 +249,45 @@ def generate_domain_shift_dataset(
         "seed": seed,
         "version": 1,
     }
+    if class_attribute != "family" or shift_strength != 1.0:  # defaults keep the metadata of version 1 unchanged
+        settings.update(class_attribute=class_attribute, shift_strength=shift_strength)
     metadata = root / "generation.json"
     if metadata.is_file() and json.loads(metadata.read_text(encoding="utf-8")) == settings:
         return root
     corpus = CaptionCorpus(image_size=image_size, seed=seed, photos=False)
     render, openings = SHIFTS[shift]
-    colours = list(COLOURS)
     rows, truth = [], []
     for part, count in (("source", num_source), ("target", num_target), ("target_test", num_target_test)):
-        for label, family in enumerate(classes):
+        for label, name in enumerate(classes):
             for index in range(count):
-                rng = _rng(seed, part, family, index)
-                colour = colours[int(rng.integers(len(colours)))]
+                rng = _rng(seed, part, name, index)
+                family, colour = _content(name, class_attribute, rng)
                 image = corpus.render(family, colour, None, None, rng).image.astype(np.float32) / 255
                 if part == "source":
-                    path = Path(part) / family / f"{index:03d}.png"
+                    path = Path(part) / name / f"{index:03d}.png"
                     _write(root / path, image)
                     rows.append((path.as_posix(), _caption(corpus, family, colour, rng, None)))
                     continue
-                image = np.clip(render(image, rng), 0, 1)
+                shifted = render(image, rng)
+                if shift_strength != 1.0:
+                    shifted = (1 - shift_strength) * image + shift_strength * shifted
+                image = np.clip(shifted, 0, 1)
                 if part == "target_test":
-                    _write(root / part / family / f"{index:03d}.png", image)
+                    _write(root / part / name / f"{index:03d}.png", image)
                     continue
                 path = Path(part) / f"{label * count + index:05d}.png"  # no class in the name: unlabelled
                 _write(root / path, image)
-                noise_rng = _rng(seed, "noise", family, index)
+                noise_rng = _rng(seed, "noise", name, index)
                 correct = bool(noise_rng.random() >= caption_noise)
-                said, said_colour = family, colour
+                said, said_family, said_colour = name, family, colour
                 if not correct:
-                    others = [name for name in classes if name != family]
-                    said = others[int(noise_rng.integers(len(others)))]
-                    said_colour = colours[int(noise_rng.integers(len(colours)))]
+                    said = [other for other in classes if other != name][int(noise_rng.integers(len(classes) - 1))]
+                    said_family, said_colour = _content(said, class_attribute, noise_rng)
                 opening = openings[int(rng.integers(len(openings)))]
-                rows.append((path.as_posix(), _caption(corpus, said, said_colour, rng, opening)))
-                truth.append((path.as_posix(), family, said, int(correct)))
-    with (root / "captions.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image_path", "caption"])
-        writer.writerows(rows)
-    with (root / "target_truth.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image_path", "class", "caption_class", "caption_correct"])
-        writer.writerows(truth)
+                rows.append((path.as_posix(), _caption(corpus, said_family, said_colour, rng, opening)))
+                truth.append((path.as_posix(), name, said, int(correct)))
+    _write_table(root / "captions.csv", ["image_path", "caption"], rows)
+    _write_table(root / "target_truth.csv", ["image_path", "class", "caption_class", "caption_correct"], truth)
     metadata.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     return root
 
@@ -228,8 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = "python -m anomalib_vlm.data.generators.domain_shift"
     parser = argparse.ArgumentParser(prog=prog, description=main.__doc__)
     parser.add_argument("--root", type=Path, default=Path("datasets/domain_shift"))
-    parser.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
+    parser.add_argument(
+        "--classes", nargs="+", default=None, help="material families, or colours with --class-attribute colour"
+    )
+    parser.add_argument("--class-attribute", choices=CLASS_ATTRIBUTES, default="family")
     parser.add_argument("--shift", choices=sorted(SHIFTS), default="night")
+    parser.add_argument("--shift-strength", type=float, default=1.0)
     parser.add_argument("--caption-noise", type=float, default=0.0)
     parser.add_argument("--num-source", type=int, default=40)
     parser.add_argument("--num-target", type=int, default=40)
@@ -247,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_target_test=args.num_target_test,
         image_size=args.image_size,
         seed=args.seed,
+        class_attribute=args.class_attribute,
+        shift_strength=args.shift_strength,
     )
     print(f"domain-shift dataset ({args.shift}, caption noise {args.caption_noise}) under {root.resolve()}")
     return 0
