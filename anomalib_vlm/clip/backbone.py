@@ -402,6 +402,12 @@ def _architecture(state: Mapping[str, torch.Tensor]) -> str:
 def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, backbone: str) -> None:
     """Load a file's state dict into ``model`` (built from ``backbone``'s config), as open_clip's loader does.
 
+    The steps are open_clip's own helpers (``convert_to_custom_text_state_dict``, ``resize_pos_embed``,
+    ``resize_text_pos_embed``) on a state that :func:`read_weights_file` has already read: open_clip's
+    ``load_checkpoint`` (2.24-2.26, the versions anomalib allows) takes only a path and reads it with ``torch.load``,
+    which can open neither OpenAI's TorchScript archives under ``weights_only`` nor safetensors files. Added here: the
+    architecture check, whose error names both architectures instead of listing a hundred size mismatches.
+
     Raises:
         CheckpointMismatchError: the file holds another architecture; the message compares both.
     """
