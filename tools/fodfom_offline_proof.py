@@ -168,11 +168,23 @@ def outliers_run(seed: int, work: Path, args: argparse.Namespace) -> dict[str, f
     return results
 
 
-def supreme_outlier_class_run(data: Path, fakes: Path, seed: int, epochs: int, work: Path) -> tuple[float, float]:
-    """FPR95 and AUROC of ``Supreme(mode="outlier_class")`` trained by ``Engine.fit`` on the real ID data and fakes."""
+def quiet_engine(work: Path) -> object:
+    """A CPU Engine without logger or progress bar, writing to a fresh folder under ``work``."""
     import tempfile
 
     from anomalib.engine import Engine
+
+    return Engine(
+        default_root_dir=tempfile.mkdtemp(dir=work),
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+    )
+
+
+def supreme_outlier_class_run(data: Path, fakes: Path, seed: int, epochs: int, work: Path) -> tuple[float, float]:
+    """FPR95 and AUROC of ``Supreme(mode="outlier_class")`` trained by ``Engine.fit`` on the real ID data and fakes."""
     from lightning.pytorch import seed_everything
 
     from anomalib_vlm.fodfom import FakeOutlierDataModule
@@ -183,13 +195,7 @@ def supreme_outlier_class_run(data: Path, fakes: Path, seed: int, epochs: int, w
         root=data, fakes_root=fakes, fake_kinds=["outliers"], num_workers=0, train_batch_size=64, seed=seed
     )
     model = Supreme(mode="outlier_class", backbone=BACKBONE, pretrained=PRETRAINED, image_size=64, epochs=epochs)
-    engine = Engine(
-        default_root_dir=tempfile.mkdtemp(dir=work),
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-    )
+    engine = quiet_engine(work)
     engine.fit(model=model, datamodule=datamodule)
     results = engine.test(model=model, datamodule=datamodule, verbose=False)
     metrics = {name: float(value) for result in results for name, value in result.items()}
@@ -222,22 +228,13 @@ def train_and_test_anomaly_clip(
     ``train_data`` ``None`` tests the untrained prompts (the zero-shot starting point).
     """
     from anomalib.data import MVTecAD
-    from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
     from anomalib_vlm.models import AnomalyClip
 
     seed_everything(seed, workers=True)
     model = AnomalyClip(backbone=BACKBONE, pretrained=PRETRAINED, image_size=64, epochs=epochs)
-    import tempfile
-
-    engine = Engine(
-        default_root_dir=tempfile.mkdtemp(dir=work),
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-    )
+    engine = quiet_engine(work)
     if train_data is not None:
         engine.fit(model=model, datamodule=train_data)
     results = engine.test(
