@@ -304,7 +304,7 @@ def machine_description(device: torch.device) -> dict[str, Any]:
     return machine
 
 
-def _ratios(report: SpeedReport) -> None:
+def add_ratios(report: SpeedReport) -> None:
     """Each row against the floor, WinClip and its own model's eager float32."""
     floor = report.timings[0].ms_per_image
     winclip_ms = next((t.ms_per_image for t in report.timings if t.name.startswith("anomalib WinClip")), None)
@@ -389,7 +389,7 @@ def run_speed(args: argparse.Namespace) -> SpeedReport:
             _add_training_step(bench, args, dpam_layers, normalised)
         bench.time_round_robin()
     report.timings = bench.timings()
-    _ratios(report)
+    add_ratios(report)
     flags = report.machine["cpu"]["flags"]
     report.targets = [judge(target, report.timings, flags) for target in targets]
     return report

@@ -26,7 +26,7 @@ from anomalib_vlm.fodfom.pipeline import make_fake_anomalies, make_fake_outliers
 logger = logging.getLogger(__name__)
 
 
-def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse with defaults from ``--config`` (a YAML mapping of option names)."""
     parser.add_argument("--config", type=Path, help="YAML file with option values (command-line options win)")
     known, _ = parser.parse_known_args(argv)
@@ -87,7 +87,7 @@ def outliers_parser() -> argparse.ArgumentParser:
 
 def main_outliers(argv: Sequence[str] | None = None) -> int:
     """Write FodFoM's fake outliers (perturbed-embedding images and blurred backgrounds) for ID class folders."""
-    args = _parse(outliers_parser(), argv)
+    args = parse_arguments(outliers_parser(), argv)
     device = default_device(args.device)
     captioner = (
         captioning.CaptionTable(args.captions)
@@ -153,7 +153,7 @@ def anomalies_parser() -> argparse.ArgumentParser:
 
 def main_anomalies(argv: Sequence[str] | None = None) -> int:
     """Paint defects into normal images and write them with masks in anomalib's MVTec AD layout."""
-    args = _parse(anomalies_parser(), argv)
+    args = parse_arguments(anomalies_parser(), argv)
     if args.painter == "stable-diffusion":
         painter = anomalies.StableDiffusionInpainter.from_pretrained(args.inpainting_model, default_device(args.device))
         painter.steps = args.steps

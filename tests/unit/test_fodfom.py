@@ -407,7 +407,7 @@ def test_generation_configs_parse(config: Path) -> None:
     from anomalib_vlm.fodfom import cli
 
     parser = cli.outliers_parser() if "outliers" in config.name else cli.anomalies_parser()
-    args = cli._parse(parser, ["--config", str(config)])
+    args = cli.parse_arguments(parser, ["--config", str(config)])
     assert args.input is not None and args.output is not None
 
 
