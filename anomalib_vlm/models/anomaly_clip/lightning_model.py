@@ -132,15 +132,7 @@ class AnomalyClip(ClipBackboneModule, AnomalibModule):
         if epochs < 1:
             msg = f"epochs must be >= 1, got {epochs}"
             raise ValueError(msg)
-        super().__init__(
-            backbone=backbone,
-            pretrained=pretrained,
-            image_size=image_size,
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
-        )
+        super().__init__(backbone, pretrained, image_size, pre_processor, post_processor, evaluator, visualizer)
         self.model = AnomalyClipModel(
             backbone=backbone,
             pretrained=pretrained,

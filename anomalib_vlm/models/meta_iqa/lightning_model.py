@@ -174,15 +174,7 @@ class MetaIqa(ClipBackboneModule, AnomalibModule):
             raise ValueError(msg)
         if post_processor is True:
             post_processor = self.configure_post_processor(quality_threshold)
-        super().__init__(
-            backbone=backbone,
-            pretrained=pretrained,
-            image_size=image_size,
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
-        )
+        super().__init__(backbone, pretrained, image_size, pre_processor, post_processor, evaluator, visualizer)
         self.model = MetaIqaModel(
             backbone=backbone,
             pretrained=pretrained,

@@ -159,15 +159,7 @@ class Supreme(ClipBackboneModule, AnomalibModule):
         if gradient_clip_norm is not None and gradient_clip_norm <= 0:
             msg = f"gradient_clip_norm must be > 0 (or None), got {gradient_clip_norm}"
             raise ValueError(msg)
-        super().__init__(
-            backbone=backbone,
-            pretrained=pretrained,
-            image_size=image_size,
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
-        )
+        super().__init__(backbone, pretrained, image_size, pre_processor, post_processor, evaluator, visualizer)
         self.model = SupremeModel(
             backbone=backbone,
             pretrained=pretrained,

@@ -147,15 +147,7 @@ class Trust(ClipBackboneModule, AnomalibModule):
             raise ValueError(msg)
         if class_names is not None:
             class_names = check_class_names(class_names)
-        super().__init__(
-            backbone=backbone,
-            pretrained=pretrained,
-            image_size=image_size,
-            pre_processor=pre_processor,
-            post_processor=post_processor,
-            evaluator=evaluator,
-            visualizer=visualizer,
-        )
+        super().__init__(backbone, pretrained, image_size, pre_processor, post_processor, evaluator, visualizer)
         self.model = TrustModel(
             backbone=backbone,
             pretrained=pretrained,
