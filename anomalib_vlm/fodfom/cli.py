@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from anomalib_vlm.data.utils import class_folders
 from anomalib_vlm.fodfom import anomalies, background, boundary, captioning, generators, text_embedding
 from anomalib_vlm.fodfom.errors import default_device
 from anomalib_vlm.fodfom.pipeline import make_fake_anomalies, make_fake_outliers
@@ -104,7 +105,7 @@ def main_outliers(argv: Sequence[str] | None = None) -> int:
         embedder = generator.conditioning.text  # the embedding must live in SD's own text space
     elif args.generator == "renderer":
         embedder = text_embedding.OpenClipText.load(args.renderer_backbone, args.renderer_pretrained)
-        classes = {folder.name for folder in args.input.iterdir() if folder.is_dir()} if args.input.is_dir() else set()
+        classes = set(class_folders(args.input))
         generator = generators.DescriptionRenderer(
             embedder, excluded=lambda content: content.family in classes, families=args.renderer_families
         )

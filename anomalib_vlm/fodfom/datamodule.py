@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from anomalib_vlm.data import OODDataModule
-from anomalib_vlm.data.utils import list_images
+from anomalib_vlm.data.utils import class_folders, list_images
 
 FAKE_KINDS: tuple[str, ...] = ("outliers", "background")
 
@@ -40,7 +40,7 @@ def fake_rows(fakes_root: Path, kinds: Sequence[str], outlier_class: int) -> lis
         if not folder.is_dir():
             msg = f"Fake-outlier folder {folder} does not exist (kinds {list(kinds)}; run anomalib-vlm fake-outliers)"
             raise FileNotFoundError(msg)
-        for class_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for class_name in class_folders(folder):
             rows += [
                 {
                     "image_path": str(path),
@@ -50,7 +50,7 @@ def fake_rows(fakes_root: Path, kinds: Sequence[str], outlier_class: int) -> lis
                     "split": "train",
                     "mask_path": "",
                 }
-                for path in list_images(class_folder)
+                for path in list_images(folder / class_name)
             ]
     if not rows:
         msg = f"No fake images under {fakes_root} for kinds {list(kinds)}"

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from anomalib_vlm.data.utils import list_images, readable_name
+from anomalib_vlm.data.utils import class_folders, list_images, readable_name
 from anomalib_vlm.fodfom.anomalies import DefectPainter, defect_kinds, defect_region
 from anomalib_vlm.fodfom.background import ObjectDetector, blur_objects
 from anomalib_vlm.fodfom.boundary import (
@@ -105,7 +105,7 @@ class Manifest:
 
 
 def _class_folders(root: Path) -> list[Path]:
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    folders = [root / name for name in class_folders(root)]
     if not folders:
         msg = f"No ID class folders in {root}: expected <input>/<class>/*.png"
         raise FileNotFoundError(msg)
