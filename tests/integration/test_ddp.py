@@ -87,6 +87,6 @@ def test_two_ddp_processes_learn_the_prompts_and_metrics_of_one(tmp_path: Path) 
         "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
         "--default_root_dir", tmp_path / "ddp_test",
     )  # fmt: skip
-    assert "distributed_backend=gloo" in output or "ddp" in output.lower()
+    assert "MEMBER: 2/2" in output  # Lightning started the second rank
     for name in ("image_AUROC", "image_F1Score", "pixel_AUROC", "pixel_F1Score", "image_AUPR", "pixel_AUPRO"):
         assert printed_metric(output, name) == pytest.approx(one[name], abs=2e-3), name
