@@ -245,19 +245,18 @@ class Supreme(ClipBackboneModule, AnomalibModule):
             optimizer = torch.optim.AdamW(
                 groups["head"], lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
             )
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.epochs)
-            return [optimizer], [scheduler]
-        param_groups = [{"params": groups["prompts"]}]
-        if "itc" in groups:
-            param_groups.append({"params": groups["itc"]})
-        if "bias" in groups:
-            param_groups.append({"params": groups["bias"], "lr": self.hparams.bias_learning_rate})
-        optimizer = torch.optim.SGD(
-            param_groups,
-            lr=self.hparams.learning_rate,
-            momentum=self.hparams.momentum,
-            weight_decay=self.hparams.weight_decay,
-        )
+        else:
+            param_groups = [{"params": groups["prompts"]}]
+            if "itc" in groups:
+                param_groups.append({"params": groups["itc"]})
+            if "bias" in groups:
+                param_groups.append({"params": groups["bias"], "lr": self.hparams.bias_learning_rate})
+            optimizer = torch.optim.SGD(
+                param_groups,
+                lr=self.hparams.learning_rate,
+                momentum=self.hparams.momentum,
+                weight_decay=self.hparams.weight_decay,
+            )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.epochs)
         return [optimizer], [scheduler]
 
